@@ -1,0 +1,170 @@
+"""Image files: up-front checks on the host, in-graph decode and resize, an EXIF-aware loader.
+
+Training pipelines call `check_images` before building a `tf.data.Dataset`, so a missing,
+empty, truncated or undecodable file is counted and reported instead of stopping an epoch
+half-way. In the graph, `read_image` / `decode_image` give uint8 RGB and `resize_image`
+gives float32 pixels in [0, 255] (models normalise in-graph, so serving feeds raw pixels).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.errors import DataError
+
+# Formats `tf.io.decode_image` reads (PIL names).
+TF_DECODABLE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP"})
+
+MISSING = "missing image file"
+EMPTY = "empty image file (0 bytes)"
+UNREADABLE = "unreadable image file"
+UNSUPPORTED = "image format TensorFlow cannot decode (JPEG, PNG, GIF, BMP, WebP only)"
+TRUNCATED = "truncated or corrupt image file"
+
+_PROGRESS_MIN_FILES = 1000  # smaller lists are checked without a progress bar
+_JPEG_EOI = b"\xff\xd9"
+
+
+def check_images(data_root: str, paths: Sequence[str], skips: SkipCounter,
+                 num_threads: int = 16) -> list[bool]:
+    """Checks that image files exist and can be decoded by the training graph.
+
+    A file passes if it exists, is not empty, PIL can identify and `verify()` it, its
+    format is one `tf.io.decode_image` reads, and (JPEG) it is not truncated. A JPEG that
+    does not end with its end-of-image marker is decoded once with TensorFlow to decide,
+    since TensorFlow rejects truncated JPEGs that PIL's `verify()` accepts. Each failing
+    file is counted in `skips` under a reason naming the file.
+
+    Args:
+        data_root: The directory the paths are relative to.
+        paths: Image paths relative to `data_root` (absolute paths are used as they are).
+        skips: Where failures are counted (raises `DataError` instead in strict mode).
+        num_threads: Threads for the (I/O-bound) checks.
+
+    Returns:
+        One bool per path, True where the file is usable.
+    """
+    full_paths = [os.path.join(data_root, p) for p in paths]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(num_threads, 1)) as pool:
+        reasons = list(tqdm.tqdm(pool.map(_image_file_problem, full_paths),
+                                 total=len(full_paths), desc="checking images", unit="file",
+                                 disable=len(full_paths) < _PROGRESS_MIN_FILES))
+    for path, reason in zip(full_paths, reasons):
+        if reason is not None:
+            skips.skip(reason, path=path)
+    return [reason is None for reason in reasons]
+
+
+def _image_file_problem(path: str) -> str | None:
+    """The reason a file cannot be used, or None if it can."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return MISSING
+    if size == 0:
+        return EMPTY
+    try:
+        with Image.open(path) as image:
+            image_format = image.format
+            image.verify()  # PNG: checks chunk CRCs to the end of the file
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return UNREADABLE
+    if image_format not in TF_DECODABLE_FORMATS:
+        return UNSUPPORTED
+    if image_format == "JPEG" and not _ends_with_jpeg_eoi(path):
+        # Missing end marker: truncated, or trailing bytes after it. Let TF decide.
+        try:
+            decode_image(tf.io.read_file(path))
+        except tf.errors.InvalidArgumentError:
+            return TRUNCATED
+    return None
+
+
+def _ends_with_jpeg_eoi(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(max(os.path.getsize(path) - 64, 0))
+        tail = f.read().rstrip(b"\x00\r\n ")
+    return tail.endswith(_JPEG_EOI)
+
+
+def decode_image(data: tf.Tensor) -> tf.Tensor:
+    """Decodes encoded image bytes in the graph to RGB.
+
+    Grey images are repeated to 3 channels and RGBA drops alpha; an animated GIF gives
+    its first frame.
+
+    Args:
+        data: A scalar string tensor holding a JPEG, PNG, GIF, BMP or WebP file.
+
+    Returns:
+        uint8 [H, W, 3].
+    """
+    image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def read_image(path: tf.Tensor) -> tf.Tensor:
+    """Reads and decodes an image file in the graph; uint8 [H, W, 3]."""
+    return decode_image(tf.io.read_file(path))
+
+
+def resize_image(image: tf.Tensor, size: int | tuple[int, int]) -> tf.Tensor:
+    """Bilinear resize without antialiasing (convertible to XLA, TFLite, ONNX).
+
+    Args:
+        image: [..., H, W, C], any real dtype.
+        size: Output side, or (height, width).
+
+    Returns:
+        float32 [..., h, w, C]; uint8 input gives values in [0, 255].
+    """
+    hw = (size, size) if isinstance(size, int) else size
+    return tf.image.resize(tf.cast(image, tf.float32), hw, method="bilinear", antialias=False)
+
+
+def resize_mask(mask: tf.Tensor, size: int | tuple[int, int]) -> tf.Tensor:
+    """Nearest-neighbour resize (an output pixel takes the source pixel under its centre).
+
+    Args:
+        mask: [..., H, W, C], any dtype.
+        size: Output side, or (height, width).
+
+    Returns:
+        [..., h, w, C], the input dtype.
+    """
+    hw = (size, size) if isinstance(size, int) else size
+    return tf.image.resize(mask, hw, method="nearest")
+
+
+def load_image(path: str) -> np.ndarray:
+    """Loads an image file on the host, upright (EXIF orientation applied), as RGB.
+
+    For command-line use on user photos. The training graph (`read_image`) reads raw pixels
+    without EXIF rotation, which is the frame COCO-style annotations are drawn in.
+
+    Args:
+        path: The image file.
+
+    Returns:
+        uint8 [H, W, 3].
+
+    Raises:
+        DataError: The file is missing or not a readable image.
+    """
+    try:
+        with Image.open(path) as image:
+            upright = ImageOps.exif_transpose(image)
+            return np.asarray(upright.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError as e:
+        raise DataError(MISSING, path=path) from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{UNREADABLE}: {e}", path=path) from e

@@ -1,0 +1,35 @@
+"""tf.data input pipelines, one per training stage (paper §4).
+
+Every pipeline reads images from files under a data root, checks them first
+(`images.check_images`), and yields float32 pixels in [0, 255] at a square `image_size`.
+Training mode shuffles (seeded), flips and optionally crops image and targets jointly,
+and drops the last partial batch; eval mode keeps record order and every example.
+
+    ds = embedding_dataset(root, paths, targets, image_size=128, batch_size=32,
+                           training=True, seed=0, repeat=True)
+    model.fit(ds, epochs=10, steps_per_epoch=steps_per_epoch(len(paths), 32))
+"""
+
+from conceptmask_tf.data.pipelines.augment import Augmentation
+from conceptmask_tf.data.pipelines.builder import steps_per_epoch
+from conceptmask_tf.data.pipelines.embedding import embedding_dataset
+from conceptmask_tf.data.pipelines.refinement import (
+    num_refinement_examples,
+    rasterize_boxes,
+    refinement_dataset,
+)
+from conceptmask_tf.data.pipelines.segmentation import (
+    num_segmentation_examples,
+    segmentation_dataset,
+)
+
+__all__ = [
+    "Augmentation",
+    "embedding_dataset",
+    "num_refinement_examples",
+    "num_segmentation_examples",
+    "rasterize_boxes",
+    "refinement_dataset",
+    "segmentation_dataset",
+    "steps_per_epoch",
+]

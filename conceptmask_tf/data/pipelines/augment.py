@@ -1,0 +1,101 @@
+"""Training augmentation shared by the stage pipelines: a crop window and a horizontal flip.
+
+An example's `View` is drawn once from its per-example seed and applied jointly to the
+image and everything aligned with it (boxes, masks), so they never drift apart. Eval
+uses the identity view, which leaves every input unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import tensorflow as tf
+
+
+class View(NamedTuple):
+    """What an example shows of its source image.
+
+    Attributes:
+        window: float32 [4] (ymin, xmin, ymax, xmax), the crop in normalised source
+            coordinates.
+        flip: bool [], mirror left-right after cropping.
+    """
+
+    window: tf.Tensor
+    flip: tf.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Random view settings.
+
+    Attributes:
+        flip: Mirror left-right with probability 1/2.
+        scale_jitter: Crop the same fraction f of the image's height and width (so the
+            aspect ratio is kept), f uniform in [1 - scale_jitter, 1], at a uniform
+            position: the output zooms in by up to 1 / (1 - scale_jitter). 0 disables it.
+    """
+
+    flip: bool = True
+    scale_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.scale_jitter < 1.0:
+            raise ValueError(f"scale_jitter must be in [0, 1), got {self.scale_jitter}")
+
+    def view(self, seed: tf.Tensor | None) -> View:
+        """A random view for a per-example seed (int64 [2]); the identity view for None."""
+        if seed is None:
+            return View(tf.constant([0.0, 0.0, 1.0, 1.0]), tf.constant(False))
+        u = tf.random.stateless_uniform([4], seed)  # [4] in [0, 1)
+        side = 1.0 - self.scale_jitter * u[0]
+        ymin, xmin = (1.0 - side) * u[1], (1.0 - side) * u[2]
+        window = tf.stack([ymin, xmin, ymin + side, xmin + side])
+        flip = u[3] < 0.5 if self.flip else tf.constant(False)
+        return View(window, flip)
+
+
+def crop(image: tf.Tensor, window: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Crops a normalised window out of an image, snapped to whole pixels.
+
+    Args:
+        image: [H, W, C].
+        window: float32 [4] (ymin, xmin, ymax, xmax) in [0, 1].
+
+    Returns:
+        (cropped [h, w, C] with h, w >= 1, the snapped window float32 [4]). The full
+        window returns the image itself.
+    """
+    hw = tf.shape(image)[:2]  # [2]
+    hw_float = tf.cast(hw, tf.float32)
+    top_left = tf.minimum(tf.cast(tf.round(window[:2] * hw_float), tf.int32), hw - 1)
+    bottom_right = tf.clip_by_value(tf.cast(tf.round(window[2:] * hw_float), tf.int32),
+                                    top_left + 1, hw)
+    cropped = image[top_left[0]:bottom_right[0], top_left[1]:bottom_right[1]]
+    snapped = tf.cast(tf.concat([top_left, bottom_right], 0), tf.float32) / tf.tile(hw_float, [2])
+    return cropped, snapped
+
+
+def flip_left_right(image: tf.Tensor, flip: tf.Tensor, width_axis: int = -2) -> tf.Tensor:
+    """Mirrors along the width axis (-2 for [..., H, W, C]) when `flip` (bool []) is true."""
+    return tf.cond(flip, lambda: tf.reverse(image, axis=[width_axis]), lambda: image)
+
+
+def crop_boxes(boxes: tf.Tensor, window: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Maps normalised boxes into a crop window.
+
+    Args:
+        boxes: float32 [N, 4] (xmin, ymin, xmax, ymax), normalised to the source image.
+        window: float32 [4] (ymin, xmin, ymax, xmax), the snapped crop window.
+
+    Returns:
+        (boxes float32 [N, 4] normalised to the window and clipped to [0, 1],
+         visible bool [N]: the box keeps a positive area inside the window).
+    """
+    ymin, xmin, ymax, xmax = tf.unstack(window)
+    x = tf.clip_by_value((boxes[:, 0::2] - xmin) / (xmax - xmin), 0.0, 1.0)  # [N, 2]
+    y = tf.clip_by_value((boxes[:, 1::2] - ymin) / (ymax - ymin), 0.0, 1.0)  # [N, 2]
+    visible = (x[:, 1] > x[:, 0]) & (y[:, 1] > y[:, 0])
+    cropped = tf.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1)
+    return cropped, visible

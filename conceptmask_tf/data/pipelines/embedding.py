@@ -1,0 +1,76 @@
+"""Stage 1 input: images with their soft-topic target vectors (paper §4.1)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from conceptmask_tf.data.images import read_image, resize_image
+from conceptmask_tf.data.pipelines.augment import Augmentation, crop, flip_left_right
+from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
+from conceptmask_tf.data.skips import SkipCounter
+
+
+def embedding_dataset(data_root: str, images: Sequence[str], targets: np.ndarray, *,
+                      image_size: int, batch_size: int, training: bool,
+                      seed: int | None = None, flip: bool = True, scale_jitter: float = 0.0,
+                      check_files: bool = True, skips: SkipCounter | None = None,
+                      shuffle_buffer: int | None = None,
+                      repeat: bool = False) -> tf.data.Dataset:
+    """Batches of (image, soft-topic target) for the embedding network.
+
+    Images are squashed to `image_size` x `image_size` (bilinear, no antialias) and go
+    out as float32 pixels in [0, 255]. Files that cannot be read are counted in `skips`
+    and dropped, with their targets, before the dataset is built.
+
+    Args:
+        data_root: The directory image paths are relative to.
+        images: Image paths relative to `data_root`, [N].
+        targets: float [N, D], row i the target of images[i].
+        image_size: Output side S.
+        batch_size: Examples per batch B.
+        training: Shuffle, augment (flip, `scale_jitter`) and drop the last partial batch;
+            otherwise record order, no augmentation, all examples.
+        seed: Makes shuffling and augmentation repeatable.
+        flip: Random horizontal flips in training.
+        scale_jitter: Random zoom-in crops in training (see `Augmentation`).
+        check_files: Check every image file first (`check_images`).
+        skips: Counts dropped files; by default a new counter that is logged.
+        shuffle_buffer: Shuffle buffer; None shuffles all examples (memory grows with N).
+        repeat: Repeat indefinitely; pair with `steps_per_epoch`.
+
+    Returns:
+        Dataset of (image float32 [B, S, S, 3], target float32 [B, D]).
+
+    Raises:
+        ValueError: `targets` is not aligned with `images`, or a size is not positive.
+        DataError: No usable image is left.
+    """
+    check_positive(image_size=image_size, batch_size=batch_size)
+    targets = np.asarray(targets, dtype=np.float32)
+    if targets.ndim != 2 or len(targets) != len(images):
+        raise ValueError(f"targets must be [len(images)={len(images)}, D], got {targets.shape}")
+    augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
+    counter = skips if skips is not None else SkipCounter(source=data_root)
+    keep = usable_images(data_root, images, counter, check_files)
+    elements = {
+        "path": [os.path.join(data_root, p) for p, ok in zip(images, keep) if ok],
+        "target": targets[keep],
+    }
+
+    def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
+        view = augmentation.view(seed)
+        image, _ = crop(read_image(element["path"]), view.window)
+        image = flip_left_right(resize_image(image, image_size), view.flip)  # [S, S, 3]
+        return image, element["target"]
+
+    dataset = make_dataset(elements, parse, num_examples=int(keep.sum()),
+                           batch_size=batch_size, training=training, seed=seed,
+                           shuffle_buffer=shuffle_buffer, repeat=repeat, what="embedding",
+                           skips=counter)
+    if skips is None:
+        counter.log()
+    return dataset

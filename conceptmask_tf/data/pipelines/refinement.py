@@ -1,0 +1,201 @@
+"""Stage 2 input: images with per-concept box masks (paper §4.2, OIVG boxes).
+
+The box masks are rasterised in the graph from normalised box coordinates mapped into the
+image's crop window, then flipped with the image, so masks and image always agree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from conceptmask_tf.data._box_geometry import clip_boxes
+from conceptmask_tf.data.images import read_image, resize_image
+from conceptmask_tf.data.pipelines.augment import Augmentation, crop, crop_boxes, flip_left_right
+from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.types import BoxedImage
+
+UNKNOWN_CONCEPT = "concept not in concept_index (its boxes are dropped)"
+NO_KNOWN_CONCEPT = "image without a box of a concept in concept_index"
+NON_FINITE_BOX = "box with non-finite coordinates"
+TOO_MANY_CONCEPTS = "more concepts than max_concepts (a subset is used)"
+
+
+def rasterize_boxes(boxes: tf.Tensor, size: int) -> tf.Tensor:
+    """Box masks on a size x size grid: a cell is inside if its centre is inside the box.
+
+    Edges follow `conceptmask_tf.data.boxes.rasterize_boxes` (xmin <= x < xmax), so boxes
+    sharing an edge do not both claim a cell. Along an axis where a box covers no cell
+    centre (a box thinner than a cell), the cell holding the box's middle is marked
+    instead, so no box vanishes.
+
+    Args:
+        boxes: float32 [N, 4] (xmin, ymin, xmax, ymax), normalised.
+        size: Grid side m.
+
+    Returns:
+        float32 [N, m, m] in {0, 1}, rows along y.
+    """
+    centres = (tf.range(size, dtype=tf.float32) + 0.5) / size  # [m]
+
+    def inside(low: tf.Tensor, high: tf.Tensor) -> tf.Tensor:  # [N], [N] -> bool [N, m]
+        covered = (centres >= low[:, None]) & (centres < high[:, None])
+        middle = tf.cast(tf.floor((low + high) / 2 * size), tf.int32)
+        middle_cell = tf.one_hot(tf.clip_by_value(middle, 0, size - 1), size, on_value=True,
+                                 off_value=False, dtype=tf.bool)
+        empty = ~tf.reduce_any(covered, axis=1, keepdims=True)
+        return covered | (empty & middle_cell)
+
+    rows = inside(boxes[:, 1], boxes[:, 3])  # [N, m]
+    cols = inside(boxes[:, 0], boxes[:, 2])  # [N, m]
+    return tf.cast(rows[:, :, None] & cols[:, None, :], tf.float32)
+
+
+def num_refinement_examples(images: Sequence[BoxedImage],
+                            concept_index: Mapping[str, int]) -> int:
+    """Examples per pass before file checks: images with a box of an indexed concept."""
+    return sum(any(c in concept_index for c in image.concepts) for image in images)
+
+
+def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
+                       concept_index: Mapping[str, int], *, image_size: int, mask_size: int,
+                       max_concepts: int, batch_size: int, training: bool,
+                       seed: int | None = None, flip: bool = True, scale_jitter: float = 0.0,
+                       check_files: bool = True, skips: SkipCounter | None = None,
+                       shuffle_buffer: int | None = None,
+                       repeat: bool = False) -> tf.data.Dataset:
+    """Batches of images with one box mask per concept, padded to `max_concepts`.
+
+    The paper's stage-2 supervision G: 1 inside the boxes of the concept, 0 outside. Per
+    image, the concepts in `concept_index` are kept (others counted in `skips`); an
+    image with none is dropped. Above `max_concepts`, eval keeps the first ones (in
+    first-seen order) and training draws a new random subset every pass; such images are
+    counted. A concept's mask is 1 on every cell whose centre lies in one of its boxes
+    (`rasterize_boxes`). After a random crop, a concept with no box left in view gets
+    `concept_valid = 0` (its id is kept).
+
+    Args:
+        data_root: The directory image paths are relative to.
+        images: The box records.
+        concept_index: Concept name -> id (the row of its word vector).
+        image_size: Output image side S.
+        mask_size: Box mask side m.
+        max_concepts: Concept slots per image Kmax.
+        batch_size: Examples per batch B.
+        training: Shuffle, augment and drop the last partial batch; otherwise record order,
+            no augmentation, all examples.
+        seed: Makes shuffling, augmentation and concept subsets repeatable.
+        flip: Random horizontal flips (of image and box masks) in training.
+        scale_jitter: Random zoom-in crops in training (see `Augmentation`).
+        check_files: Check every image file first (`check_images`).
+        skips: Counts dropped records; by default a new counter that is logged.
+        shuffle_buffer: Shuffle buffer; None shuffles all examples.
+        repeat: Repeat indefinitely; pair with `steps_per_epoch`.
+
+    Returns:
+        Dataset of (features, targets):
+        features {"image": float32 [B, S, S, 3] in [0, 255],
+                  "concept_ids": int32 [B, Kmax], -1 in padding slots},
+        targets {"box_masks": float32 [B, Kmax, m, m] in {0, 1}, zero in padding slots,
+                 "concept_valid": float32 [B, Kmax], 1 for a supervised concept}.
+
+    Raises:
+        DataError: No usable example is left.
+    """
+    check_positive(image_size=image_size, mask_size=mask_size, max_concepts=max_concepts,
+                   batch_size=batch_size)
+    augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
+    counter = skips if skips is not None else SkipCounter(source=data_root)
+    rows = [row for row in (_image_row(image, concept_index, max_concepts, counter)
+                            for image in images) if row is not None]
+    keep = usable_images(data_root, [row[0] for row in rows], counter, check_files)
+    rows = [row for row, ok in zip(rows, keep) if ok]
+    elements = {
+        "path": [os.path.join(data_root, row[0]) for row in rows],
+        "concept_ids": _ragged([row[1] for row in rows], np.int32),
+        "boxes": _ragged([row[2] for row in rows], np.float32),
+        "box_slots": _ragged([row[3] for row in rows], np.int32),
+    }
+
+    def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
+        view_seed = subset_seed = None
+        if seed is not None:
+            view_seed, subset_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        view = augmentation.view(view_seed)
+        image, window = crop(read_image(element["path"]), view.window)
+        image = flip_left_right(resize_image(image, image_size), view.flip)  # [S, S, 3]
+        boxes, visible = crop_boxes(element["boxes"], window)  # [nb, 4], [nb]
+        box_masks = rasterize_boxes(boxes, mask_size) * tf.cast(visible, tf.float32)[:, None,
+                                                                                       None]
+        concept_ids = element["concept_ids"]  # [n]
+        n = tf.shape(concept_ids)[0]
+        slots = element["box_slots"]  # [nb] index into concept_ids; every slot has a box
+        masks = tf.math.unsorted_segment_max(box_masks, slots, n)  # [n, m, m]
+        # Flipping the grid, not the boxes, mirrors the masks exactly, edge cells included.
+        masks = flip_left_right(masks, view.flip, width_axis=-1)
+        valid = tf.math.unsorted_segment_max(tf.cast(visible, tf.float32), slots, n)  # [n]
+        order = (tf.range(n) if subset_seed is None
+                 else tf.argsort(tf.random.stateless_uniform([n], subset_seed)))
+        chosen = order[:max_concepts]  # [k]
+        pad = max_concepts - tf.size(chosen)
+        features = {
+            "image": image,
+            "concept_ids": tf.ensure_shape(
+                tf.pad(tf.gather(concept_ids, chosen), [[0, pad]], constant_values=-1),
+                [max_concepts]),
+        }
+        targets = {
+            "box_masks": tf.ensure_shape(
+                tf.pad(tf.gather(masks, chosen), [[0, pad], [0, 0], [0, 0]]),
+                [max_concepts, mask_size, mask_size]),
+            "concept_valid": tf.ensure_shape(tf.pad(tf.gather(valid, chosen), [[0, pad]]),
+                                             [max_concepts]),
+        }
+        return features, targets
+
+    dataset = make_dataset(elements, parse, num_examples=len(rows), batch_size=batch_size,
+                           training=training, seed=seed, shuffle_buffer=shuffle_buffer,
+                           repeat=repeat, what="refinement", skips=counter)
+    if skips is None:
+        counter.log()
+    return dataset
+
+
+def _image_row(image: BoxedImage, concept_index: Mapping[str, int], max_concepts: int,
+               skips: SkipCounter) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(path, concept ids [n], boxes [nb, 4], box slots [nb]) or None if nothing is left."""
+    for concept in image.concepts:
+        if concept not in concept_index:
+            skips.skip(UNKNOWN_CONCEPT, path=image.image, record=concept)
+    boxes = [b for b in image.boxes if b.concept in concept_index]
+    coords = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in boxes],
+                      dtype=np.float64).reshape(-1, 4)
+    finite = np.isfinite(coords).all(axis=1)
+    clipped, reasons = clip_boxes(*np.nan_to_num(coords).T)
+    good = finite & np.array([r is None for r in reasons], dtype=bool)
+    for box, ok, reason in zip(boxes, good, reasons):
+        if not ok:
+            skips.skip(reason or NON_FINITE_BOX, path=image.image, record=box.concept)
+    boxes = [b for b, ok in zip(boxes, good) if ok]
+    concepts = list(dict.fromkeys(b.concept for b in boxes))  # first-seen order
+    if not concepts:
+        skips.skip(NO_KNOWN_CONCEPT, path=image.image)
+        return None
+    if len(concepts) > max_concepts:
+        skips.skip(TOO_MANY_CONCEPTS, path=image.image,
+                   record=f"{len(concepts)} > {max_concepts}")
+    slot_of = {c: i for i, c in enumerate(concepts)}
+    ids = np.array([concept_index[c] for c in concepts], dtype=np.int32)
+    slots = np.array([slot_of[b.concept] for b in boxes], dtype=np.int32)
+    return image.image, ids, clipped[good].astype(np.float32), slots
+
+
+def _ragged(rows: list[np.ndarray], dtype: type) -> tf.RaggedTensor:
+    """Stacks variable-length rows [n_i, ...] into a ragged tensor [N, None, ...]."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    values = np.concatenate(rows).astype(dtype) if rows else np.zeros(0, dtype)
+    return tf.RaggedTensor.from_row_lengths(values, lengths)

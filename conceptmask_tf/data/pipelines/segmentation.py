@@ -1,0 +1,125 @@
+"""Stage 3 input: one example per (image, concept mask) (paper §4.3, COCO masks)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from conceptmask_tf.data.images import read_image, resize_image, resize_mask
+from conceptmask_tf.data.pipelines.augment import Augmentation, crop, flip_left_right
+from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
+from conceptmask_tf.data.pipelines.rle import compressed_counts, decode_mask_and_ignore
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.types import MaskedImage
+
+UNKNOWN_CONCEPT = "concept not in concept_index (its mask is dropped)"
+BAD_MASK = "bad mask RLE"
+
+
+def num_segmentation_examples(images: Sequence[MaskedImage],
+                              concept_index: Mapping[str, int] | None) -> int:
+    """Examples per pass before file and RLE checks: masks of indexed concepts (all if None)."""
+    return sum(concept_index is None or m.concept in concept_index
+               for image in images for m in image.masks)
+
+
+def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
+                         concept_index: Mapping[str, int] | None, *, image_size: int,
+                         batch_size: int, training: bool, seed: int | None = None,
+                         flip: bool = True, scale_jitter: float = 0.0,
+                         check_files: bool = True, skips: SkipCounter | None = None,
+                         shuffle_buffer: int | None = None,
+                         repeat: bool = False) -> tf.data.Dataset:
+    """Batches of (image, concept) examples with the concept's full-resolution mask.
+
+    Each `ConceptMask` of an image is one example, so an image appears once per concept.
+    Masks are decoded from their RLE (`rle.decode_mask_and_ignore`), cropped with the
+    image and resized by nearest neighbour (an output pixel takes the source pixel under
+    its centre), so they stay exactly binary. Crowd pixels (`ignore_rle`) get weight 0.
+
+    Args:
+        data_root: The directory image paths are relative to.
+        images: The mask records.
+        concept_index: Concept name -> id (the row of its word vector); masks of other
+            concepts are counted in `skips` and dropped. None keeps every mask, with
+            `concept_id` -1 (for label-agnostic use).
+        image_size: Output side S of image and mask.
+        batch_size: Examples per batch B.
+        training: Shuffle, augment and drop the last partial batch; otherwise record order,
+            no augmentation, all examples.
+        seed: Makes shuffling and augmentation repeatable.
+        flip: Random horizontal flips (of image and masks) in training.
+        scale_jitter: Random zoom-in crops in training (see `Augmentation`).
+        check_files: Check every image file first (`check_images`).
+        skips: Counts dropped records; by default a new counter that is logged.
+        shuffle_buffer: Shuffle buffer; None shuffles all examples.
+        repeat: Repeat indefinitely; pair with `steps_per_epoch`.
+
+    Returns:
+        Dataset of (features, targets):
+        features {"image": float32 [B, S, S, 3] in [0, 255], "concept_id": int32 [B]},
+        targets {"mask": float32 [B, S, S, 1] in {0, 1},
+                 "mask_weight": float32 [B, S, S, 1], 0 on crowd pixels, else 1}.
+
+    Raises:
+        DataError: No usable example is left.
+    """
+    check_positive(image_size=image_size, batch_size=batch_size)
+    augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
+    counter = skips if skips is not None else SkipCounter(source=data_root)
+    rows = [row for image in images for row in _mask_rows(image, concept_index, counter)]
+    keep = usable_images(data_root, [row[0] for row in rows], counter, check_files)
+    rows = [row for row, ok in zip(rows, keep) if ok]
+    elements = {
+        "path": [os.path.join(data_root, row[0]) for row in rows],
+        "concept_id": np.array([row[1] for row in rows], dtype=np.int32),
+        "size": np.array([row[2] for row in rows], dtype=np.int32).reshape(-1, 2),
+        "counts": [row[3] for row in rows],
+        "ignore_counts": [row[4] for row in rows],
+    }
+
+    def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
+        view = augmentation.view(seed)
+        image, _ = crop(read_image(element["path"]), view.window)
+        image = flip_left_right(resize_image(image, image_size), view.flip)  # [S, S, 3]
+        masks = decode_mask_and_ignore(element["counts"], element["ignore_counts"],
+                                       element["size"][0], element["size"][1])  # [h, w, 2]
+        # The image's normalised window: they align even if the record's size is not the
+        # file's (then they differ in pixels).
+        masks, _ = crop(masks, view.window)
+        masks = flip_left_right(resize_mask(masks, image_size), view.flip)  # [S, S, 2] uint8
+        masks = tf.ensure_shape(tf.cast(masks, tf.float32), [image_size, image_size, 2])
+        features = {"image": image, "concept_id": element["concept_id"]}
+        targets = {"mask": masks[:, :, 0:1], "mask_weight": 1.0 - masks[:, :, 1:2]}
+        return features, targets
+
+    dataset = make_dataset(elements, parse, num_examples=len(rows), batch_size=batch_size,
+                           training=training, seed=seed, shuffle_buffer=shuffle_buffer,
+                           repeat=repeat, what="segmentation", skips=counter)
+    if skips is None:
+        counter.log()
+    return dataset
+
+
+def _mask_rows(image: MaskedImage, concept_index: Mapping[str, int] | None,
+               skips: SkipCounter) -> list[tuple[str, int, tuple[int, int], bytes, bytes]]:
+    """(path, concept id, (h, w), counts, ignore counts or b"") per usable mask."""
+    rows = []
+    for concept_mask in image.masks:
+        concept = concept_mask.concept
+        if concept_index is not None and concept not in concept_index:
+            skips.skip(UNKNOWN_CONCEPT, path=image.image, record=concept)
+            continue
+        try:
+            counts = compressed_counts(concept_mask.rle, image.height, image.width)
+            ignore = (b"" if concept_mask.ignore_rle is None else
+                      compressed_counts(concept_mask.ignore_rle, image.height, image.width))
+        except (ValueError, KeyError, TypeError) as e:
+            skips.skip(BAD_MASK, path=image.image, record=f"{concept}: {e}")
+            continue
+        concept_id = -1 if concept_index is None else concept_index[concept]
+        rows.append((image.image, concept_id, (image.height, image.width), counts, ignore))
+    return rows

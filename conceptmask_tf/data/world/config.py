@@ -1,0 +1,105 @@
+"""Configuration of a concept world: sizes, noise levels and output formats."""
+
+from __future__ import annotations
+
+import dataclasses
+
+IMAGE_FORMATS = ("jpeg", "png")
+MASK_FORMATS = ("polygon", "rle")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    """Everything that decides a concept world; same config -> byte-identical files.
+
+    Attributes:
+        seed: Drives every random choice: level assignment, phrases, scenes, noise.
+        num_images: Training images (all in tags.jsonl; subsets get masks or boxes).
+        image_size: Side of the square images, pixels.
+        num_eval_images: Held-out images (val + test) before coverage top-ups; more are
+            added until every concept has `min_eval_positives` positives in both parts.
+        val_fraction: Share of the held-out images that go to val/ (the rest to eval/).
+        min_eval_positives: Minimum positive images per concept in each eval and val file.
+        image_format: "jpeg" or "png".
+        jpeg_quality: JPEG quality (1-100).
+        tag_drop_rate: Probability that a present region concept is left out of an image's tags.
+        wrong_tag_rate: Probability that an image gets one wrong tag (a concept not there).
+        coco_fraction: Share of training images with strong (mask) annotations in coco/.
+        box_fraction: Share of training images with boxes; half of them in the Open Images
+            CSV, half in the Visual Genome JSON.
+        negative_label_rate: Share of absent concepts written as verified-absent
+            (Confidence 0) in labels/oi_image_labels_train.csv for each Open Images image.
+        mask_format: "polygon" (COCO polygons where they reproduce the mask exactly, RLE
+            otherwise, e.g. masks with holes) or "rle" (compressed RLE everywhere).
+        num_phrases: Multi-word concepts ("red car") drawn from the candidates.
+        min_objects: Fewest objects placed in a scene.
+        max_objects: Most objects placed in a scene.
+        min_region_pixels: Area below which a region counts as not visible (no tag, no
+            eval positive, not a verified negative either); 0 = automatic
+            (max(4, 0.05% of the image)).
+    """
+
+    seed: int = 0
+    num_images: int = 2000
+    image_size: int = 128
+    num_eval_images: int = 400
+    val_fraction: float = 0.25
+    min_eval_positives: int = 5
+    image_format: str = "jpeg"
+    jpeg_quality: int = 95
+    tag_drop_rate: float = 0.15
+    wrong_tag_rate: float = 0.1
+    coco_fraction: float = 0.5
+    box_fraction: float = 0.6
+    negative_label_rate: float = 0.5
+    mask_format: str = "polygon"
+    num_phrases: int = 10
+    min_objects: int = 1
+    max_objects: int = 5
+    min_region_pixels: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.num_images < 1:
+            problems.append(f"num_images must be >= 1, got {self.num_images}")
+        if not 32 <= self.image_size <= 1024:
+            problems.append(f"image_size must be in [32, 1024], got {self.image_size}")
+        if self.num_eval_images < 2:
+            problems.append(f"num_eval_images must be >= 2, got {self.num_eval_images}")
+        if not 0.0 < self.val_fraction < 1.0:
+            problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.min_eval_positives < 1:
+            problems.append(f"min_eval_positives must be >= 1, got {self.min_eval_positives}")
+        if self.image_format not in IMAGE_FORMATS:
+            problems.append(f"image_format must be one of {IMAGE_FORMATS}, got "
+                            f"{self.image_format!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            problems.append(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        for name in ("tag_drop_rate", "wrong_tag_rate", "coco_fraction", "box_fraction",
+                     "negative_label_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                problems.append(f"{name} must be in [0, 1], got {value}")
+        if self.mask_format not in MASK_FORMATS:
+            problems.append(f"mask_format must be one of {MASK_FORMATS}, got "
+                            f"{self.mask_format!r}")
+        if self.num_phrases < 2:
+            problems.append(f"num_phrases must be >= 2, got {self.num_phrases}")
+        if not 1 <= self.min_objects <= self.max_objects <= 12:
+            problems.append("need 1 <= min_objects <= max_objects <= 12, got "
+                            f"{self.min_objects}, {self.max_objects}")
+        if self.min_region_pixels < 0:
+            problems.append(f"min_region_pixels must be >= 0, got {self.min_region_pixels}")
+        if problems:
+            raise ValueError("invalid WorldConfig: " + "; ".join(problems))
+
+    @property
+    def region_min_pixels(self) -> int:
+        """The visibility threshold in pixels (resolves the automatic 0)."""
+        if self.min_region_pixels:
+            return self.min_region_pixels
+        return max(4, round(0.0005 * self.image_size * self.image_size))
+
+    @property
+    def image_extension(self) -> str:
+        return "jpg" if self.image_format == "jpeg" else "png"

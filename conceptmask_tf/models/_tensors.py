@@ -1,0 +1,41 @@
+"""Small tensor helpers shared by the model layers (private)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import ops
+
+EPSILON = 1e-12
+
+
+def l2_normalize(x, axis: int = -1):
+    """x / max(|x|, eps) along `axis`; an all-zero vector stays zero."""
+    norm = ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True))
+    return x / ops.maximum(norm, EPSILON)
+
+
+def channels_to_concepts(x):
+    """[B, h, w, K] -> [B, K, h, w]."""
+    return ops.transpose(x, (0, 3, 1, 2))
+
+
+def concepts_to_channels(x):
+    """[B, K, h, w] -> [B, h, w, K]."""
+    return ops.transpose(x, (0, 2, 3, 1))
+
+
+def resize(images: tf.Tensor, size) -> tf.Tensor:
+    """Bilinear resize of [N, h, w, C] to size (H, W), no antialiasing (converts to TFLite)."""
+    return tf.image.resize(images, size, method="bilinear", antialias=False)
+
+
+def fold_concepts(x: tf.Tensor) -> tf.Tensor:
+    """[B, K, h, w, C] -> [B * K, h, w, C]."""
+    shape = tf.shape(x)
+    return tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+
+
+def unfold_concepts(x: tf.Tensor, num_concepts: tf.Tensor) -> tf.Tensor:
+    """[B * K, h, w, C] -> [B, K, h, w, C]."""
+    shape = tf.shape(x)
+    return tf.reshape(x, tf.concat([[-1, num_concepts], shape[1:]], axis=0))

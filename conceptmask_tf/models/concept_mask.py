@@ -1,0 +1,133 @@
+"""The composed Concept Mask inference model: image + word vectors -> masks, presence."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from conceptmask_tf.models._tensors import channels_to_concepts
+from conceptmask_tf.models.nearest_supervised_concept import NearestSupervisedConcept
+from conceptmask_tf.models.presence_score import PresenceScore
+from conceptmask_tf.models.refinement_model import RefinementModel
+from conceptmask_tf.models.resize_images import ResizeImages
+from conceptmask_tf.models.resize_maps import ResizeMaps
+from conceptmask_tf.models.segmentation_model import SegmentationModel
+from conceptmask_tf.models.weak_concept_blend import WeakConceptBlend
+
+
+@keras.saving.register_keras_serializable(package="conceptmask_tf")
+class ConceptMask(keras.Model):
+    """Segments any concept given its word vector (paper Fig. 1).
+
+    image -> resized to round(s * image_size) for each attention scale s -> stage-2
+    network (`RefinementModel.refine` on its fine-tuned embedding) -> refined attention
+    of the K concepts -> for concepts without box/mask supervision, blended with their
+    nearest supervised concept (`WeakConceptBlend`, paper §4.4) -> stage-3
+    `SegmentationModel` on the image resized to image_size -> mask logits resized to the
+    input size -> sigmoid. Presence: `PresenceScore` on the pooled embedding of the
+    first scale's pass, so presence and attention share one backbone pass.
+
+    Nothing branches on tensor values (tf ops only), outputs are a dict: the model is
+    ready for `keras.export.ExportArchive`.
+
+    Args:
+        refinement: Trained stage-2 network (either `concept_input`).
+        segmentation: Trained stage-3 network; its num_attention_maps must equal
+            len(attention_scales).
+        image_size: S, the side the segmentation network works at.
+        attention_scales: Input scales (relative to S) of the attention passes, e.g.
+            (1.0, 2.0) ~ the paper's 300 and 700 px; one scale for single_att.
+        supervised_vectors: float [P, D] word vectors of the box/mask-supervised concepts
+            for the weak-concept rule; None disables it (and P = 0).
+        num_supervised: P when `supervised_vectors` is None but saved weights will set
+            them (from_config); otherwise taken from `supervised_vectors`.
+        weak_theta: theta of the weak-concept rule.
+        presence_threshold, presence_scale: Initial `PresenceScore` calibration.
+        **kwargs: keras.Model arguments (name, trainable).
+
+    Inputs: {"image": float32 [B, H, W, 3] in [0, 255], any H, W,
+             "word_vectors": float32 [B, K, D] (one set of K concepts per image; serving
+             with one image adds the batch axis)}.
+    Outputs: {"mask_probs": float32 [B, K, H, W] in [0, 1],
+              "presence": float32 [B, K] in (0, 1), "similarity": float32 [B, K] cosine,
+              "attention": float32 [B, K, h, w] the refined (blended) attention at the
+              first scale}.
+    """
+
+    def __init__(self, refinement: RefinementModel, segmentation: SegmentationModel,
+                 image_size: int, attention_scales: Sequence[float] = (1.0, 2.0),
+                 supervised_vectors: np.ndarray | None = None, num_supervised: int = 0,
+                 weak_theta: float = 0.5, presence_threshold: float = 0.0,
+                 presence_scale: float = 10.0, **kwargs: Any) -> None:
+        attention_scales = tuple(float(s) for s in attention_scales)
+        if len(attention_scales) != segmentation.num_attention_maps:
+            raise ValueError(f"{len(attention_scales)} attention scales for a segmentation "
+                             f"network with {segmentation.num_attention_maps} inputs")
+        if supervised_vectors is not None:
+            num_supervised = len(supervised_vectors)
+        dim = refinement.embedding.embedding_dim
+        image = keras.Input(shape=(None, None, 3), name="image")
+        vectors = keras.Input(shape=(None, dim), name="word_vectors")  # [B, K, D]
+        if num_supervised > 0:
+            nearest = NearestSupervisedConcept(num_supervised, dim, supervised_vectors,
+                                               name="nearest_supervised")
+            neighbours, is_supervised = nearest(vectors)
+            blend = WeakConceptBlend(weak_theta, name="weak_blend")
+            queried = ops.concatenate([vectors, neighbours], axis=1)  # [B, 2K, D]
+        else:
+            queried = vectors
+        attention_maps, embedding = [], None
+        for i, scale in enumerate(attention_scales):
+            scaled = ResizeImages(round(scale * image_size), name=f"resize_scale_{i}")(image)
+            embedded = refinement.embedding(scaled)
+            logits, _ = refinement.refine(embedded["embedding_map"], queried)
+            attention = channels_to_concepts(ops.sigmoid(logits))  # [B, K or 2K, h, w]
+            if num_supervised > 0:
+                attention = blend(attention, is_supervised)  # [B, K, h, w]
+            attention_maps.append(attention)
+            if embedding is None:
+                embedding = embedded["embedding"]
+        similarity, presence = PresenceScore(presence_threshold, presence_scale,
+                                             name="presence_score")(embedding, vectors)
+        resized = ResizeImages(image_size, name="resize_image")(image)
+        segmented = segmentation({"image": resized, **{
+            f"attention_{i}": a for i, a in enumerate(attention_maps)}})
+        logits = ResizeMaps(name="resize_masks")(segmented["logits"], image)  # [B, K, H, W]
+        outputs = {"mask_probs": ops.sigmoid(logits), "presence": presence,
+                   "similarity": similarity, "attention": attention_maps[0]}
+        super().__init__(inputs={"image": image, "word_vectors": vectors}, outputs=outputs,
+                         **kwargs)
+        self.refinement = refinement
+        self.segmentation = segmentation
+        self.image_size = int(image_size)
+        self.attention_scales = attention_scales
+        self.num_supervised = int(num_supervised)
+        self.weak_theta = float(weak_theta)
+
+    @property
+    def presence_score(self) -> PresenceScore:
+        """The presence layer (set its calibration with `set_calibration`)."""
+        return self.get_layer("presence_score")
+
+    def get_config(self) -> dict[str, Any]:
+        presence = self.presence_score.get_config()
+        return {"refinement": keras.layers.serialize(self.refinement),
+                "segmentation": keras.layers.serialize(self.segmentation),
+                "image_size": self.image_size, "attention_scales": list(self.attention_scales),
+                "num_supervised": self.num_supervised, "weak_theta": self.weak_theta,
+                "presence_threshold": presence["threshold"],
+                "presence_scale": presence["scale"], "name": self.name,
+                "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ConceptMask:
+        config = copy.deepcopy(config)  # deserialize() consumes nested configs
+        for key in ("refinement", "segmentation"):
+            if isinstance(config[key], dict):
+                config[key] = keras.layers.deserialize(config[key])
+        return cls(**config)

@@ -1,0 +1,6 @@
+"""Test-wide settings: quiet TensorFlow logs, CPU only, deterministic seeds."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")

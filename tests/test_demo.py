@@ -1,0 +1,59 @@
+"""conceptmask-demo: the README's main job writes what it says and resumes finished steps."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conceptmask_tf import demo
+from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
+from conceptmask_tf.data.world import WorldConfig
+
+TINY = WorldConfig(seed=5, num_images=60, image_size=64, num_eval_images=12,
+                   min_eval_positives=2)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    work = str(tmp_path_factory.mktemp("demo"))
+    return demo.run_demo(work, TINY, dim=8, progress=False)
+
+
+def test_demo_writes_world_vectors_and_report(first_run):
+    embeddings = ConceptEmbeddings.load(first_run.concepts_dir)
+    assert embeddings.vectors.shape[1] == 8
+    assert os.path.exists(os.path.join(first_run.concepts_dir, "overlap.npz"))
+    assert os.path.getsize(first_run.preview) > 1000
+    with open(first_run.neighbours) as f:
+        neighbours = json.load(f)
+    # Two concepts per supervision level, each with 5 neighbours sorted by cosine.
+    assert {entry["split"] for entry in neighbours.values()} == {
+        "strong", "weak_box", "weak_image", "zero_shot"}
+    for concept, entry in neighbours.items():
+        cosines = [c for _, c in entry["nearest"]]
+        assert len(cosines) == 5 and cosines == sorted(cosines, reverse=True)
+        assert concept not in [n for n, _ in entry["nearest"]]
+    for path in (first_run.data_root, first_run.concepts_dir, first_run.preview):
+        assert path in first_run.text
+
+
+def test_rerun_reuses_finished_steps(first_run):
+    vectors_path = os.path.join(first_run.concepts_dir, "word_vectors.npy")
+    before = os.path.getmtime(vectors_path)
+    again = demo.run_demo(first_run.work_dir, TINY, dim=8, progress=False)
+    assert "reusing" in again.text
+    assert os.path.getmtime(vectors_path) == before
+
+
+def test_nearest_concepts_ranks_by_cosine():
+    from conceptmask_tf.concepts.vocabulary import Vocabulary
+
+    vocab = Vocabulary(("a", "b", "c"), np.array([3, 2, 1]), num_images=4)
+    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1]], np.float32)
+    embeddings = ConceptEmbeddings(vocab, vectors)
+    got = demo.nearest_concepts(embeddings, "a", k=2)
+    assert [n for n, _ in got] == ["b", "c"]
+    np.testing.assert_allclose(got[0][1], 0.9 / np.hypot(0.9, 0.1), rtol=1e-6)
