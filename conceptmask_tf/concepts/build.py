@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 
 import numpy as np
 
 from conceptmask_tf.concepts import overlap_sources
+from conceptmask_tf.concepts import progress as progress_lib
 from conceptmask_tf.concepts.embeddings import CONCEPTS_FILE, VECTORS_FILE, ConceptEmbeddings
 from conceptmask_tf.concepts.overlap import OverlapMatrix
 from conceptmask_tf.concepts.word_vectors import ConceptVectors, concept_vectors_from_corpus
@@ -34,7 +34,7 @@ class BuildSummary:
     overlap_source: str
     skips: SkipCounter
     overlap_skips: SkipCounter
-    seconds: dict[str, float]
+    timer: progress_lib.PhaseTimer
 
     def text(self) -> str:
         """A short human-readable summary."""
@@ -42,20 +42,20 @@ class BuildSummary:
         values = c.eigen.values
         rel = c.eigen.relative_residuals
         dim = c.vectors.shape[1]
+        clamped = f" (asked {c.requested_dim}, clamped to V)" if dim != c.requested_dim else ""
         lines = [
-            f"wrote {os.path.join(self.out_dir, CONCEPTS_FILE)}, {VECTORS_FILE} "
-            f"(float32 [{len(c.vocabulary)}, {dim}]) and {OVERLAP_FILE}",
-            f"  images N = {self.num_images:,}, tags = {self.num_tags:,}, "
-            f"concepts V = {len(c.vocabulary):,}, dimension D = {dim}"
-            + (f" (asked {c.requested_dim}, clamped to V)" if dim != c.requested_dim else ""),
-            f"  eigenvalues {values[0]:.4g} .. {values[-1]:.4g} "
-            f"({int(np.sum(values <= 0))} <= 0 give zero columns); energy kept "
-            f"sum(lambda^2) / ||PMI||_F^2 = {c.energy_kept:.1%}",
-            f"  eigen-solver {c.eigen.method}: max relative residual {rel.max():.1e} "
-            f"(median {np.median(rel):.1e}), {c.eigen.cycles} cycles",
-            f"  overlap ({self.overlap_source}): {len(self.overlap.concepts)} concepts, "
-            f"{int(np.sum(self.overlap.gamma > 0))} constrained pairs (gamma > 0)",
-            "  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()),
+            (f"wrote {os.path.join(self.out_dir, CONCEPTS_FILE)}, {VECTORS_FILE} "
+             f"(float32 [{len(c.vocabulary)}, {dim}]) and {OVERLAP_FILE}"),
+            (f"  images N = {self.num_images:,}, tags = {self.num_tags:,}, "
+             f"concepts V = {len(c.vocabulary):,}, dimension D = {dim}{clamped}"),
+            (f"  eigenvalues {values[0]:.4g} .. {values[-1]:.4g} "
+             f"({int(np.sum(values <= 0))} <= 0 give zero columns); energy kept "
+             f"sum(lambda^2) / ||PMI||_F^2 = {c.energy_kept:.1%}"),
+            (f"  eigen-solver {c.eigen.method}: max relative residual {rel.max():.1e} "
+             f"(median {np.median(rel):.1e}), {c.eigen.cycles} cycles"),
+            (f"  overlap ({self.overlap_source}): {len(self.overlap.concepts)} concepts, "
+             f"{int(np.sum(self.overlap.gamma > 0))} constrained pairs (gamma > 0)"),
+            "  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timer.wall.items()),
         ]
         lines += [r for r in (self.skips.report(), self.overlap_skips.report()) if r]
         return "\n".join(lines)
@@ -99,22 +99,22 @@ def build_concepts(tags_path: str, out_dir: str, dim: int, min_count: int = 1,
     """
     if overlap_source != "none" and not data_root:
         raise ValueError(f"overlap source {overlap_source!r} needs a data root")
-    seconds = {}
     skips = SkipCounter(tags_path, strict=strict)
-    start = time.time()
-    corpus = read_corpus(tags_path, label_descriptions, skips, progress)
-    seconds["read"] = time.time() - start
+    overlap_skips = SkipCounter(data_root or "", strict=strict)
+    timer = progress_lib.PhaseTimer()
+    with timer.phase("read"):
+        corpus = read_corpus(tags_path, label_descriptions, skips, progress)
     concepts = concept_vectors_from_corpus(corpus, dim, min_count, eigen_method, eigen_tol,
                                            seed, progress)
-    seconds.update(concepts.seconds)
-    start = time.time()
-    overlap_skips = SkipCounter(data_root or "", strict=strict)
-    overlap = overlap_sources.overlap_from_data_root(
-        DataRoot(data_root or ""), overlap_source, overlap_grid,
-        concepts.vocabulary.index_of, overlap_skips, progress)
-    seconds["overlap"] = time.time() - start
-    os.makedirs(out_dir, exist_ok=True)
-    ConceptEmbeddings(concepts.vocabulary, concepts.vectors).save(out_dir)
-    overlap.save(os.path.join(out_dir, OVERLAP_FILE))
+    timer.wall.update(concepts.timer.wall)
+    timer.cpu.update(concepts.timer.cpu)
+    with timer.phase("overlap"):
+        overlap = overlap_sources.overlap_from_data_root(
+            DataRoot(data_root or ""), overlap_source, overlap_grid,
+            concepts.vocabulary.index_of, overlap_skips, progress)
+    with timer.phase("write"):
+        os.makedirs(out_dir, exist_ok=True)
+        ConceptEmbeddings(concepts.vocabulary, concepts.vectors).save(out_dir)
+        overlap.save(os.path.join(out_dir, OVERLAP_FILE))
     return BuildSummary(out_dir, corpus.num_images, len(corpus.tag_ids), concepts, overlap,
-                        overlap_source, skips, overlap_skips, seconds)
+                        overlap_source, skips, overlap_skips, timer)

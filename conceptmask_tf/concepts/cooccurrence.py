@@ -9,7 +9,7 @@ path took 173 s at the paper's scale, DESIGN.md §9). Here:
   of the image's list gives the row, the later one the column. One symmetrisation at the end
   completes C. That is half the work of X^T X.
 * C is filled row by row (Gustavson's row-wise product): an inverted index (the positions
-  of each concept, from a chunked counting sort) lists the occurrences of a concept; the
+  of each concept, from stable sorts of chunks of the ids) lists the occurrences of a concept; the
   later tags of their images are gathered with a vectorised ragged index and counted by
   ``np.bincount`` into one cache-resident row. A concept with many pairs is done in slices
   of about `block_pairs` pairs, so every temporary stays small.
@@ -27,7 +27,7 @@ import numpy as np
 from conceptmask_tf.concepts import progress as progress_lib
 
 _BLOCK_PAIRS = 1 << 17
-_SORT_CHUNK = 1 << 24
+_SORT_CHUNK = 1 << 22
 _SYMMETRISE_BLOCK = 1024
 
 
@@ -68,7 +68,7 @@ def cooccurrence_counts(indptr: np.ndarray, ids: np.ndarray, vocab_size: int,
         indptr: int64 [N + 1] CSR row pointers.
         ids: int [nnz] concept ids in [0, vocab_size), distinct within each image.
         vocab_size: V.
-        progress: Show a progress bar over the pairs counted.
+        progress: Show a progress bar over the tag occurrences.
         block_pairs: Pairs counted per vectorised step (memory/cache trade-off).
         threads: Worker threads (default: the number of CPUs).
 
@@ -80,48 +80,75 @@ def cooccurrence_counts(indptr: np.ndarray, ids: np.ndarray, vocab_size: int,
         raise ValueError(f"ids must lie in [0, {vocab_size})")
     ids = np.asarray(ids, id_dtype(vocab_size))
     later = _later_counts(indptr)
-    by_concept, concept_ptr = _inverted_index(ids, vocab_size)
-    pairs = _pairs_per_concept(ids, later, vocab_size)
+    index = _InvertedIndex(ids, vocab_size)
     counts = np.zeros((vocab_size, vocab_size), np.int32)
 
     def fill_row(concept: int) -> int:
-        start, stop = concept_ptr[concept], concept_ptr[concept + 1]
-        pieces = max(int(np.ceil(pairs[concept] / block_pairs)), 1)
-        for cut in range(pieces):
-            a = start + (stop - start) * cut // pieces
-            b = start + (stop - start) * (cut + 1) // pieces
-            later_ids = _later_ids(by_concept[a:b], later, ids).astype(np.int64)
+        occurrences = index.positions(concept)  # int64 [n_concept], ascending
+        lens = later[occurrences].astype(np.int64)
+        ends = np.cumsum(lens)
+        # Slices of about block_pairs pairs: cut where the running pair count crosses a
+        # multiple of block_pairs.
+        cuts = np.searchsorted(ends, np.arange(block_pairs, ends[-1], block_pairs))
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(lens)]):
+            later_ids = _later_ids(occurrences[a:b], lens[a:b], ids)
             if len(later_ids):
-                counts[concept] += np.bincount(later_ids, minlength=vocab_size).astype(
-                    np.int32)
-        return int(pairs[concept])
+                counts[concept] += np.bincount(later_ids.astype(np.int64),
+                                               minlength=vocab_size).astype(np.int32)
+        return len(occurrences)
 
-    busiest_first = np.argsort(-pairs, kind="stable")
-    busiest_first = busiest_first[pairs[busiest_first] > 0]
+    busiest_first = np.argsort(-index.counts, kind="stable")
+    busiest_first = busiest_first[index.counts[busiest_first] > 0]
     workers = threads or os.cpu_count() or 1
-    with progress_lib.bar(progress, int(pairs.sum()), "counting pairs") as bar, \
+    with progress_lib.bar(progress, len(ids), "counting pairs (tags done)") as bar, \
             concurrent.futures.ThreadPoolExecutor(workers) as pool:
         for done in pool.map(fill_row, busiest_first.tolist()):
             bar.update(done)
-    del by_concept, later
     _symmetrise_inplace(counts)
-    counts[np.diag_indices(vocab_size)] = np.diff(concept_ptr)
+    counts[np.diag_indices(vocab_size)] = index.counts
     return counts
 
 
-def _later_ids(occurrences: np.ndarray, later: np.ndarray, ids: np.ndarray) -> np.ndarray:
+class _InvertedIndex:
+    """Positions of each id in an id array, ascending (from chunked stable sorts).
+
+    Sorting chunks of a few million ids (numpy radix-sorts 16-bit keys) and gluing a
+    concept's slices together on demand is several times faster than one global sort or
+    a merge of the chunks.
+    """
+
+    def __init__(self, ids: np.ndarray, vocab_size: int, chunk: int = _SORT_CHUNK) -> None:
+        self._orders = []  # per chunk: int32/int64 positions sorted by id
+        self._ptrs = []  # per chunk: int64 [V + 1]
+        position_type = np.int32 if len(ids) < np.iinfo(np.int32).max else np.int64
+        for s in range(0, len(ids), chunk):
+            part = ids[s:s + chunk]
+            order = np.argsort(part, kind="stable").astype(position_type)
+            order += s
+            ptr = np.zeros(vocab_size + 1, np.int64)
+            np.cumsum(np.bincount(part.astype(np.int64), minlength=vocab_size), out=ptr[1:])
+            self._orders.append(order)
+            self._ptrs.append(ptr)
+        self.counts = sum((np.diff(p) for p in self._ptrs), np.zeros(vocab_size, np.int64))
+
+    def positions(self, concept: int) -> np.ndarray:
+        """int64 positions of `concept`, ascending."""
+        parts = [order[ptr[concept]:ptr[concept + 1]]
+                 for order, ptr in zip(self._orders, self._ptrs)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def _later_ids(occurrences: np.ndarray, lens: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Ids at the positions after each occurrence, up to the end of its image (concatenated).
 
     Args:
-        occurrences: int [m] positions in `ids`.
-        later: [nnz] number of tags after each position in its image.
+        occurrences: int64 [m] positions in `ids`.
+        lens: int64 [m] number of tags after each occurrence in its image.
         ids: [nnz] concept ids.
 
     Returns:
-        [sum of later[occurrences]] ids, of the dtype of `ids`.
+        [sum(lens)] ids, of the dtype of `ids`.
     """
-    occurrences = occurrences.astype(np.int64)
-    lens = later[occurrences].astype(np.int64)
     nonempty = lens > 0
     occurrences, lens = occurrences[nonempty], lens[nonempty]
     if not len(lens):
@@ -145,43 +172,6 @@ def _later_counts(indptr: np.ndarray, rows_per_step: int = 1 << 18) -> np.ndarra
         ends = np.repeat(indptr[r + 1:r + 1 + rows_per_step], lengths[r:r + rows_per_step])
         later[a:b] = ends - 1 - np.arange(a, b)
     return later
-
-
-def _inverted_index(ids: np.ndarray, vocab_size: int,
-                    chunk: int = _SORT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of `ids` grouped by id, ascending within a group (a chunked counting sort).
-
-    Returns:
-        (positions int32/int64 [nnz], ptr int64 [V + 1]); the positions of id c are
-        ``positions[ptr[c]:ptr[c + 1]]``.
-    """
-    n = len(ids)
-    ptr = np.zeros(vocab_size + 1, np.int64)
-    for s in range(0, n, chunk):
-        ptr[1:] += np.bincount(ids[s:s + chunk].astype(np.int64), minlength=vocab_size)
-    np.cumsum(ptr, out=ptr)
-    positions = np.empty(n, np.int32 if n < np.iinfo(np.int32).max else np.int64)
-    next_free = ptr[:-1].copy()
-    for s in range(0, n, chunk):
-        order = np.argsort(ids[s:s + chunk], kind="stable")  # radix sort for 16-bit ids
-        part = ids[s:s + chunk].astype(np.int64)
-        sorted_ids = part[order]
-        part_counts = np.bincount(part, minlength=vocab_size)
-        part_start = np.cumsum(part_counts) - part_counts
-        rank = np.arange(len(part)) - part_start[sorted_ids]  # rank within its id group
-        positions[next_free[sorted_ids] + rank] = order + s
-        next_free += part_counts
-    return positions, ptr
-
-
-def _pairs_per_concept(ids: np.ndarray, later: np.ndarray, vocab_size: int,
-                       chunk: int = _SORT_CHUNK) -> np.ndarray:
-    """int64 [V]: pairs each concept heads (sum of `later` over its occurrences)."""
-    total = np.zeros(vocab_size, np.float64)
-    for s in range(0, len(ids), chunk):
-        total += np.bincount(ids[s:s + chunk].astype(np.int64), weights=later[s:s + chunk],
-                             minlength=vocab_size)
-    return np.rint(total).astype(np.int64)
 
 
 def _symmetrise_inplace(counts: np.ndarray) -> None:

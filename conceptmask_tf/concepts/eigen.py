@@ -28,6 +28,7 @@ from conceptmask_tf.concepts import progress as progress_lib
 
 DENSE_MAX_SIZE = 3000
 RESIDUAL_FLOOR = 1e-3
+_CHOLESKY_MIN_PIVOT = 1e-2  # smaller: columns too close to dependent for Cholesky QR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,22 +114,49 @@ def _dense(matrix: np.ndarray, k: int) -> EigenResult:
     return EigenResult(values, np.ascontiguousarray(vectors, dtype), residuals, "dense")
 
 
-def _orthonormal_complement(z: np.ndarray, basis: np.ndarray) -> np.ndarray:
+def _orthonormal_complement(z: np.ndarray, basis: np.ndarray,
+                            recent: np.ndarray | None = None) -> np.ndarray:
     """Orthonormal basis of the part of span(z) orthogonal to `basis` (may drop columns).
 
-    Block Gram-Schmidt against `basis`, then Gram-matrix orthonormalisation; both twice,
-    which keeps float32 bases orthonormal to working precision. Directions that are
-    (numerically) inside span(basis) or dependent are dropped.
+    Two rounds of block Gram-Schmidt, each followed by an orthonormalisation, keep float32
+    bases orthonormal to working precision ("twice is enough"). The first round may project
+    against `recent` columns only (in block Lanczos, A q_i lies in the span of the previous,
+    current and next blocks), the second is against the whole `basis`.
     """
-    eps = np.finfo(z.dtype).eps
-    for _ in range(2):
-        if basis.shape[1]:
-            z = z - basis @ (basis.T @ z)
-        gram = (z.T @ z).astype(np.float64)
-        s, u = np.linalg.eigh((gram + gram.T) / 2)
-        keep = s > s.max(initial=0.0) * eps * 100
-        z = z @ (u[:, keep] / np.sqrt(s[keep])).astype(z.dtype)
+    for against in (basis if recent is None else recent, basis):
+        if against.shape[1]:
+            z = z - against @ (against.T @ z)
+        z = _orthonormalize(z)
     return z
+
+
+def _orthonormalize(z: np.ndarray, again: bool = True) -> np.ndarray:
+    """Orthonormal columns spanning z: Cholesky QR of the column-normalised z or, when the
+    columns are nearly dependent, the Gram matrix's eigenvectors (dropping the dependent
+    directions) followed by one more Cholesky QR.
+
+    Cholesky is tried first because it is a few blocked LAPACK steps, while a symmetric
+    eigen-solver has a synchronisation point per column, which is slow when other processes
+    compete for the cores.
+    """
+    gram = (z.T @ z).astype(np.float64)
+    scale = np.sqrt(np.diagonal(gram))
+    nonzero = scale > 0
+    z, scale = z[:, nonzero], scale[nonzero]
+    gram = gram[np.ix_(nonzero, nonzero)] / np.outer(scale, scale)
+    gram = (gram + gram.T) / 2  # [k, k], unit diagonal
+    try:
+        chol = np.linalg.cholesky(gram)
+    except np.linalg.LinAlgError:
+        chol = None
+    if chol is not None and np.diagonal(chol).min(initial=1.0) > _CHOLESKY_MIN_PIVOT:
+        # z / scale = Q chol^T  ->  Q = z diag(1 / scale) chol^-T
+        inverse = scipy.linalg.solve_triangular(chol, np.diag(1.0 / scale), lower=True)
+        return z @ inverse.T.astype(z.dtype)
+    s, u = np.linalg.eigh(gram)
+    keep = s > s.max(initial=0.0) * np.finfo(z.dtype).eps * 100
+    z = z @ (u[:, keep] / (np.sqrt(s[keep]) * scale[:, None])).astype(z.dtype)
+    return _orthonormalize(z, again=False) if again else z
 
 
 def _block_krylov(a: np.ndarray, k: int, block: int, depth: int, tol: float,
@@ -138,8 +166,8 @@ def _block_krylov(a: np.ndarray, k: int, block: int, depth: int, tol: float,
     a = np.asarray(a, dtype)
     v = len(a)
     width = min(block * (depth + 1), v)
-    q = np.empty((v, width), dtype, order="F")  # Krylov basis, block after block
-    w = np.empty((v, width), dtype, order="F")  # w = A q
+    q = np.empty((v, width), dtype)  # Krylov basis, block after block
+    w = np.empty((v, width), dtype)  # w = A q
     x = _orthonormal_complement(rng.standard_normal((v, block)).astype(dtype), q[:, :0])
     ax = a @ x
     products = x.shape[1]
@@ -147,12 +175,14 @@ def _block_krylov(a: np.ndarray, k: int, block: int, depth: int, tol: float,
         for cycle in range(1, max_cycles + 1):
             filled = x.shape[1]
             q[:, :filled], w[:, :filled] = x, ax
-            newest = slice(0, filled)
+            newest = previous = slice(0, filled)
             for _ in range(depth):
-                z = _orthonormal_complement(w[:, newest], q[:, :filled])[:, :width - filled]
+                recent = q[:, previous.start:filled]
+                z = _orthonormal_complement(w[:, newest], q[:, :filled], recent)
+                z = z[:, :width - filled]
                 if z.shape[1] == 0:
                     break  # the space is invariant (or the basis fills the whole space)
-                newest = slice(filled, filled + z.shape[1])
+                previous, newest = newest, slice(filled, filled + z.shape[1])
                 q[:, newest] = z
                 w[:, newest] = a @ z
                 products += z.shape[1]

@@ -154,7 +154,7 @@ class ConceptEmbeddings:
         np.save(os.path.join(directory, VECTORS_FILE), self.vectors)
 
     @classmethod
-    def load(cls, directory: str) -> "ConceptEmbeddings":
+    def load(cls, directory: str) -> ConceptEmbeddings:
         """Reads what `save` (or ``conceptmask-concepts``) wrote.
 
         Raises:

@@ -13,7 +13,8 @@ constraint: nothing is known about how they overlap. The diagonal is O(i, i) = 1
 gamma_ii = 0.
 
 Masks are binary arrays of one shape per image (any shape; images may differ). Boxes are
-rasterised first (`rasterize_boxes`, the union of a concept's boxes on a grid x grid raster).
+rasterised first (see `overlap_sources`, which builds these per-image masks from a data
+root's COCO masks and boxes).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from conceptmask_tf.data.types import ConceptBox
 from conceptmask_tf.errors import DataError
 
 GAMMA_THRESHOLD = 0.5
@@ -42,33 +42,6 @@ def gamma_from_overlap(overlap: np.ndarray, threshold: float = GAMMA_THRESHOLD) 
     with np.errstate(invalid="ignore"):
         constrained = overlap < threshold  # False for NaN
     return np.where(constrained, 1.0 - overlap, 0.0).astype(np.float32)
-
-
-def rasterize_boxes(boxes: Iterable[ConceptBox], grid: int) -> dict[str, np.ndarray]:
-    """Union of each concept's boxes on a grid x grid raster.
-
-    A box (normalised xmin, ymin, xmax, ymax) covers cells round(xmin * grid) ..
-    round(xmax * grid) - 1 (same for y), and at least one cell in each direction, so tiny
-    boxes are not lost.
-
-    Returns:
-        {concept: bool [grid, grid]}, concepts in first-seen order.
-    """
-    masks: dict[str, np.ndarray] = {}
-    for box in boxes:
-        x0, x1 = _cells(box.xmin, box.xmax, grid)
-        y0, y1 = _cells(box.ymin, box.ymax, grid)
-        mask = masks.get(box.concept)
-        if mask is None:
-            mask = masks[box.concept] = np.zeros((grid, grid), bool)
-        mask[y0:y1, x0:x1] = True
-    return masks
-
-
-def _cells(low: float, high: float, grid: int) -> tuple[int, int]:
-    start = min(max(int(round(low * grid)), 0), grid - 1)
-    stop = max(min(int(round(high * grid)), grid), start + 1)
-    return start, stop
 
 
 def resize_mask(mask: np.ndarray, grid: int) -> np.ndarray:
@@ -104,7 +77,7 @@ class OverlapMatrix:
                  vocab_index=self.vocab_index)
 
     @classmethod
-    def load(cls, path: str) -> "OverlapMatrix":
+    def load(cls, path: str) -> OverlapMatrix:
         """Reads an ``overlap.npz``.
 
         Raises:

@@ -36,9 +36,10 @@ def pmi_matrix(counts: np.ndarray, num_images: int, overwrite: bool = False) -> 
     log_big_n = np.log(float(num_images))
     for r in range(0, v, _ROWS_PER_STEP):
         rows = slice(r, min(r + _ROWS_PER_STEP, v))
-        n_ij = counts[rows].astype(np.float64)  # read before `out` (maybe the same memory)
+        n_ij = counts[rows].astype(np.float32)  # copy: `out` may be the same memory
         positive = n_ij > 0
-        pmi = np.log(np.where(positive, n_ij, 1.0))
-        pmi += log_big_n - log_n[rows, None] - log_n[None, :]
-        out[rows] = np.where(positive, pmi, 0.0)
+        pmi = np.log(n_ij, out=n_ij, where=positive)  # float32 log is exact to 1 ulp
+        # log N - log n_i - log n_j in float64, then float32: [rows, V]
+        pmi += (log_big_n - log_n[rows, None] - log_n[None, :]).astype(np.float32)
+        out[rows] = np.where(positive, pmi, np.float32(0))
     return out

@@ -1,4 +1,4 @@
-"""The concept vocabulary: names, image counts n_i, idf alpha_i = -log(n_i / N), concepts.tsv I/O."""
+"""The concept vocabulary: names, image counts n_i, idf -log(n_i / N), concepts.tsv I/O."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class Vocabulary:
 
     @classmethod
     def from_counts(cls, names: Sequence[str], counts: np.ndarray, num_images: int,
-                    min_count: int = 1) -> tuple["Vocabulary", np.ndarray]:
+                    min_count: int = 1) -> tuple[Vocabulary, np.ndarray]:
         """Sorts concepts by count (descending, then name) and drops those below min_count.
 
         Args:
@@ -98,11 +98,10 @@ class Vocabulary:
         idf = self.idf
         with open(path, "w", encoding="utf-8") as f:
             f.write(TSV_HEADER + "\n")
-            for name, count, a in zip(self.concepts, self.counts.tolist(), idf.tolist()):
-                f.write(f"{name}\t{count}\t{a!r}\n")
+            f.writelines(f"{name}\t{count}\t{a!r}\n" for name, count, a in zip(self.concepts, self.counts.tolist(), idf.tolist()))
 
     @classmethod
-    def load_tsv(cls, path: str) -> "Vocabulary":
+    def load_tsv(cls, path: str) -> Vocabulary:
         """Reads ``concepts.tsv`` (N is recovered from count and idf of the first row).
 
         Raises:

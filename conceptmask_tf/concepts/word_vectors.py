@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 
 import numpy as np
 
-from conceptmask_tf.concepts import cooccurrence
-from conceptmask_tf.concepts import eigen
+from conceptmask_tf.concepts import cooccurrence, eigen
 from conceptmask_tf.concepts import pmi as pmi_lib
+from conceptmask_tf.concepts import progress as progress_lib
 from conceptmask_tf.concepts.vocabulary import Vocabulary
 from conceptmask_tf.data.tags import TagCorpus
 
@@ -40,7 +39,7 @@ class ConceptVectors:
         energy_kept: sum of the D squared eigenvalues / ||PMI||_F^2 (the share of the
             matrix's "variance" the D components carry).
         requested_dim: The dimension asked for (D is smaller when V was smaller).
-        seconds: Wall time per phase.
+        timer: Wall and CPU seconds per phase (vocabulary, cooccurrence, pmi, eigen).
     """
 
     vocabulary: Vocabulary
@@ -48,7 +47,7 @@ class ConceptVectors:
     eigen: eigen.EigenResult
     energy_kept: float
     requested_dim: int
-    seconds: dict[str, float]
+    timer: progress_lib.PhaseTimer
 
 
 def concept_vectors_from_corpus(corpus: TagCorpus, dim: int, min_count: int = 1,
@@ -74,42 +73,35 @@ def concept_vectors_from_corpus(corpus: TagCorpus, dim: int, min_count: int = 1,
     """
     if dim < 1:
         raise ValueError(f"dim must be >= 1, got {dim}")
-    seconds = {}
-    start = time.time()
-    vocab, id_map = Vocabulary.from_counts(corpus.names, corpus.counts(), corpus.num_images,
-                                           min_count)
-    if not len(vocab):
-        raise ValueError(f"no concept is held by >= {min_count} images "
-                         f"({len(corpus.names)} concepts, {corpus.num_images} images)")
-    indptr, ids = cooccurrence.relabel(corpus.indptr, corpus.tag_ids, id_map)
-    seconds["vocabulary"] = time.time() - start
-
-    start = time.time()
-    counts = cooccurrence.cooccurrence_counts(indptr, ids, len(vocab), progress=progress)
-    del indptr, ids
-    seconds["cooccurrence"] = time.time() - start
-
-    start = time.time()
-    pmi = pmi_lib.pmi_matrix(counts, vocab.num_images, overwrite=True)
-    del counts
-    frobenius_sq = _frobenius_sq(pmi)
-    seconds["pmi"] = time.time() - start
-
+    timer = progress_lib.PhaseTimer()
+    with timer.phase("vocabulary"):
+        vocab, id_map = Vocabulary.from_counts(corpus.names, corpus.counts(),
+                                               corpus.num_images, min_count)
+        if not len(vocab):
+            raise ValueError(f"no concept is held by >= {min_count} images "
+                             f"({len(corpus.names)} concepts, {corpus.num_images} images)")
+        indptr, ids = cooccurrence.relabel(corpus.indptr, corpus.tag_ids, id_map)
+    with timer.phase("cooccurrence"):
+        counts = cooccurrence.cooccurrence_counts(indptr, ids, len(vocab), progress=progress)
+        del indptr, ids
+    with timer.phase("pmi"):
+        pmi = pmi_lib.pmi_matrix(counts, vocab.num_images, overwrite=True)
+        del counts
+        frobenius_sq = _frobenius_sq(pmi)
     d = dim
     if dim > len(vocab):
         _LOG.warning("dim %d > vocabulary size %d: using dim = %d (the PMI matrix has only "
                      "%d eigenpairs)", dim, len(vocab), len(vocab), len(vocab))
         d = len(vocab)
-    start = time.time()
-    result = eigen.top_eigenpairs(pmi, d, method=eigen_method, tol=tol, seed=seed,
-                                  progress=progress)
+    with timer.phase("eigen"):
+        result = eigen.top_eigenpairs(pmi, d, method=eigen_method, tol=tol, seed=seed,
+                                      progress=progress)
+        vectors = vectors_from_eigenpairs(result)
     worst = float(result.relative_residuals.max())
     if result.method == "krylov" and worst > tol:
         _LOG.warning("eigen-solver stopped at relative residual %.2e > tol %.0e", worst, tol)
-    vectors = vectors_from_eigenpairs(result)
-    seconds["eigen"] = time.time() - start
     energy = float(np.sum(result.values ** 2) / frobenius_sq) if frobenius_sq else 0.0
-    return ConceptVectors(vocab, vectors, result, energy, dim, seconds)
+    return ConceptVectors(vocab, vectors, result, energy, dim, timer)
 
 
 def _frobenius_sq(matrix: np.ndarray, rows_per_step: int = 1024) -> float:

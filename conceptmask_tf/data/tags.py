@@ -28,9 +28,9 @@ descriptions CSV (``LabelName,DisplayName``, no header); a MID missing there is 
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import dataclasses
-import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -96,7 +96,7 @@ class TagCorpus:
         return [TaggedImage(str(self.images[n]), self.tags_of(n)) for n in range(self.num_images)]
 
     @classmethod
-    def from_records(cls, records: Iterable[TaggedImage]) -> "TagCorpus":
+    def from_records(cls, records: Iterable[TaggedImage]) -> TagCorpus:
         """Builds a corpus from records (tags are used as given: normalised, distinct)."""
         name_ids: dict[str, int] = {}
         images, lengths, ids = [], [], []
@@ -282,14 +282,14 @@ class _CorpusBuilder:
         return out
 
     def add(self, lengths: np.ndarray, raw_index: np.ndarray, raw_names: Sequence[str],
-            records: Sequence[str] | np.ndarray, images: Any = None) -> None:
+            records: Any, images: Any = None) -> None:
         """Adds the rows of one chunk.
 
         Args:
             lengths: int [n] number of raw tags per row.
             raw_index: int [sum(lengths)] index into `raw_names` of each tag, row-major.
             raw_names: The chunk's distinct raw tag strings.
-            records: [n] record locators of the rows (for skip examples), e.g. "line 12".
+            records: Record locator of each row (for skip examples), e.g. "line 12".
             images: Image paths of the rows (pyarrow or numpy array), when kept.
         """
         n = len(lengths)
@@ -309,7 +309,7 @@ class _CorpusBuilder:
         if self._with_images:
             self._images.append(np.asarray(images, dtype=object)[~no_tags])
 
-    def _count_skips(self, records: Sequence[str] | np.ndarray,
+    def _count_skips(self, records: Any,
                      rows_by_reason: list[tuple[str, np.ndarray]]) -> None:
         # Report the first examples in file order (so strict mode raises at the first bad
         # line, as the record reader does), then add the rest to the counts.
@@ -346,8 +346,17 @@ def _repeats(keys: np.ndarray) -> np.ndarray:
     return repeat
 
 
-def _iter_line_chunks(path: str, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
-    """Yields (bytes ending at a line end, number of the chunk's first line)."""
+@dataclasses.dataclass(frozen=True)
+class _Chunk:
+    """Whole lines of a file: bytes, number of the first line, number of line ends."""
+
+    data: bytes
+    first_line: int
+    line_ends: int
+
+
+def _iter_line_chunks(path: str, chunk_bytes: int) -> Iterator[_Chunk]:
+    """Yields the file in chunks of whole lines (one copy of the bytes)."""
     first_line = 1
     carry = b""
     with open(path, "rb") as f:
@@ -355,73 +364,82 @@ def _iter_line_chunks(path: str, chunk_bytes: int) -> Iterator[tuple[bytes, int]
             block = f.read(chunk_bytes)
             if not block:
                 break
-            data = carry + block
-            cut = data.rfind(b"\n") + 1
+            cut = block.rfind(b"\n") + 1
             if cut == 0:
-                carry = data
+                carry += block
                 continue
-            chunk, carry = data[:cut], data[cut:]
-            yield chunk, first_line
-            first_line += chunk.count(b"\n")
+            data = carry + block[:cut] if carry else block[:cut] if cut < len(block) else block
+            carry = block[cut:]
+            line_ends = data.count(b"\n")
+            yield _Chunk(data, first_line, line_ends)
+            first_line += line_ends
     if carry:
-        yield carry, first_line
+        yield _Chunk(carry, first_line, carry.count(b"\n"))
 
 
-def _nonblank_line_numbers(chunk: bytes, first_line: int) -> np.ndarray:
-    lines = chunk.decode("utf-8", errors="replace").split("\n")
-    return np.array([first_line + i for i, line in enumerate(lines) if line.strip()], np.int64)
+class _LineRecords:
+    """Record locators "line N" of the rows of a chunk, made on demand."""
+
+    def __init__(self, lines: np.ndarray) -> None:
+        self._lines = lines
+
+    def __getitem__(self, row: int) -> str:
+        return f"line {self._lines[row]}"
 
 
-def _add_python_chunk(builder: _CorpusBuilder, chunk: bytes, first_line: int,
-                      path: str) -> None:
+def _add_python_chunk(builder: _CorpusBuilder, chunk: _Chunk, path: str) -> None:
     """Parses a chunk line by line (raises DataError on the first bad line)."""
-    images, lengths, raw, records = [], [], [], []
-    for offset, line in enumerate(chunk.split(b"\n")):
-        parsed = _parse_line(line, path, first_line + offset)
+    images, lengths, raw, lines = [], [], [], []
+    for offset, line in enumerate(chunk.data.split(b"\n")):
+        parsed = _parse_line(line, path, chunk.first_line + offset)
         if parsed is None:
             continue
         images.append(parsed[0])
         lengths.append(len(parsed[1]))
         raw.extend(parsed[1])
-        records.append(f"line {first_line + offset}")
+        lines.append(chunk.first_line + offset)
     raw_names = list(dict.fromkeys(raw))
     position = {s: i for i, s in enumerate(raw_names)}
     builder.add(np.asarray(lengths, np.int64),
-                np.asarray([position[s] for s in raw], np.int64), raw_names, records,
-                images)
+                np.asarray([position[s] for s in raw], np.int64), raw_names,
+                _LineRecords(np.asarray(lines)), images)
 
 
-def _add_arrow_chunk(builder: _CorpusBuilder, chunk: bytes, first_line: int,
-                     path: str) -> bool:
-    """Parses a chunk with pyarrow; False when it cannot (then the chunk goes line by line)."""
+def _parse_arrow(chunk: _Chunk) -> pa.Table | None:
+    """pyarrow's parse of a chunk (multi-threaded, releases the GIL), or None if it fails."""
     try:
-        table = pa_json.read_json(
-            io.BytesIO(chunk),
+        return pa_json.read_json(
+            pa.BufferReader(chunk.data),
             read_options=pa_json.ReadOptions(use_threads=True, block_size=_PARSE_BLOCK_BYTES),
             parse_options=pa_json.ParseOptions(explicit_schema=_SCHEMA,
                                                unexpected_field_behavior="ignore"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
+        return None
+
+
+def _add_arrow_table(builder: _CorpusBuilder, table: pa.Table, chunk: _Chunk) -> bool:
+    """Adds a parsed chunk; False when it holds a bad value (the line parser then names it)."""
     images = table.column("image").combine_chunks()
     tags = table.column("tags").combine_chunks()
     values = tags.flatten()
     if images.null_count or tags.null_count or values.null_count or \
             pc.any(pc.equal(pc.utf8_length(images), 0)).as_py():
-        return False  # a missing key, a null or an empty image: let the line parser name it
-    n = table.num_rows
-    if n == chunk.count(b"\n") + (not chunk.endswith(b"\n")):
-        lines = np.arange(first_line, first_line + n)
-    else:  # blank lines, which pyarrow skips
-        lines = _nonblank_line_numbers(chunk, first_line)
+        return False  # a missing key, a null or an empty image
     encoded = values.dictionary_encode()
-    try:  # pyarrow does not check UTF-8: a bad string goes to the line parser
+    try:  # pyarrow does not check UTF-8
         images.validate(full=True)
         raw_names = encoded.dictionary.to_pylist()
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return False
+    n = table.num_rows
+    if n == chunk.line_ends + (not chunk.data.endswith(b"\n")):
+        lines = np.arange(chunk.first_line, chunk.first_line + n)
+    else:  # blank lines, which pyarrow skips
+        text = chunk.data.decode("utf-8", errors="replace").split("\n")
+        lines = np.array([chunk.first_line + i for i, line in enumerate(text) if line.strip()])
     builder.add(tags.value_lengths().to_numpy().astype(np.int64),
-                encoded.indices.to_numpy().astype(np.int64), raw_names,
-                np.char.add("line ", lines.astype(str)), images)
+                encoded.indices.to_numpy().astype(np.int64), raw_names, _LineRecords(lines),
+                images)
     return True
 
 
@@ -430,8 +448,9 @@ def read_tag_corpus(path: str, skips: SkipCounter | None = None, with_images: bo
     """Reads a ``tags.jsonl`` file into a TagCorpus, fast (the columnar path).
 
     Same rules and result as `read_tag_manifest` (see the module docstring). The file is
-    parsed in chunks of `chunk_bytes` by ``pyarrow.json`` (multi-threaded); a chunk that
-    pyarrow rejects is parsed line by line, which names the bad line.
+    parsed in chunks of `chunk_bytes` by ``pyarrow.json`` (multi-threaded; the next chunk is
+    parsed while this one is encoded); a chunk that pyarrow rejects is parsed line by line,
+    which names the bad line.
 
     Args:
         path: The ``tags.jsonl`` file.
@@ -445,12 +464,23 @@ def read_tag_corpus(path: str, skips: SkipCounter | None = None, with_images: bo
     """
     skips = skips if skips is not None else SkipCounter(path)
     builder = _CorpusBuilder(path, skips, with_images)
+
+    def add(chunk: _Chunk, parsed: concurrent.futures.Future) -> None:
+        table = parsed.result()
+        if table is None or not _add_arrow_table(builder, table, chunk):
+            _add_python_chunk(builder, chunk, path)
+        bar.update(len(chunk.data))
+
     with progress_lib.bar(progress, os.path.getsize(path), f"reading {os.path.basename(path)}",
-                       "B") as bar:
-        for chunk, first_line in _iter_line_chunks(path, chunk_bytes):
-            if not _add_arrow_chunk(builder, chunk, first_line, path):
-                _add_python_chunk(builder, chunk, first_line, path)
-            bar.update(len(chunk))
+                          "B") as bar, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = None
+        for chunk in _iter_line_chunks(path, chunk_bytes):
+            parsed = pool.submit(_parse_arrow, chunk)
+            if pending is not None:
+                add(*pending)
+            pending = chunk, parsed
+        if pending is not None:
+            add(*pending)
     return builder.build()
 
 

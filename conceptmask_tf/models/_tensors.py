@@ -9,9 +9,14 @@ EPSILON = 1e-12
 
 
 def l2_normalize(x, axis: int = -1):
-    """x / max(|x|, eps) along `axis`; an all-zero vector stays zero."""
-    norm = ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True))
-    return x / ops.maximum(norm, EPSILON)
+    """x / max(|x|, eps) along `axis`; an all-zero vector stays zero.
+
+    The norm is taken in float32: in float16 the epsilon underflows to 0 and a zero (padding)
+    vector would give NaN under mixed precision.
+    """
+    x32 = ops.cast(x, "float32")
+    norm = ops.sqrt(ops.sum(ops.square(x32), axis=axis, keepdims=True))
+    return ops.cast(x32 / ops.maximum(norm, EPSILON), x.dtype)
 
 
 def channels_to_concepts(x):

@@ -1,1 +1,26 @@
-"""training."""
+"""Training of the three Concept Mask stages with `model.fit` (paper §4).
+
+    from conceptmask_tf.training import embedding, refinement, segmentation
+    from conceptmask_tf.training.config import EmbeddingConfig
+
+    result = embedding.train(EmbeddingConfig(data_root=..., concepts_dir=..., model_dir=...))
+
+Modules:
+    config: `EmbeddingConfig`, `RefinementConfig`, `SegmentationConfig`; config.json I/O.
+    embedding / refinement / segmentation: each stage's `train(config) -> TrainResult`
+        (stages 2 and 3 also their `RefinementTrainer` / `SegmentationTrainer`, the
+        `compute_loss` wrappers `fit` runs).
+    artifacts: model-dir layout and `load_stage_model` for later stages and tools.
+    concept_sets: targets per stage (zero-shot concepts never are one).
+    runner, strategy, callbacks, summary_images: what the stages share (runtime, fit,
+        resume, checkpoints, TensorBoard pictures).
+    cli: the binaries' flags, generated from the config dataclasses.
+
+This package imports no TensorFlow until a stage module is imported.
+"""
+
+from conceptmask_tf.training.config import (EmbeddingConfig, RefinementConfig,
+                                            SegmentationConfig, TrainingConfig, load_config)
+
+__all__ = ["EmbeddingConfig", "RefinementConfig", "SegmentationConfig", "TrainingConfig",
+           "load_config"]

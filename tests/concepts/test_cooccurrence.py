@@ -67,9 +67,11 @@ def test_relabel_maps_and_drops():
     np.testing.assert_array_equal(new_ids, [1, 0, 0, 1])
 
 
-def test_inverted_index_is_a_stable_sort_by_id():
+def test_inverted_index_lists_positions_in_order():
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 50, size=1000).astype(np.uint16)
-    positions, ptr = cooccurrence._inverted_index(ids, 50, chunk=64)
-    np.testing.assert_array_equal(positions, np.argsort(ids, kind="stable"))
-    np.testing.assert_array_equal(np.diff(ptr), np.bincount(ids, minlength=50))
+    index = cooccurrence._InvertedIndex(ids, 50, chunk=64)  # 16 chunks
+    order = np.argsort(ids, kind="stable")
+    np.testing.assert_array_equal(np.concatenate([index.positions(c) for c in range(50)]),
+                                  order)
+    np.testing.assert_array_equal(index.counts, np.bincount(ids, minlength=50))

@@ -80,3 +80,16 @@ def test_vectors_scale_by_root_eigenvalue_and_zero_for_negative():
 def test_bad_k_is_rejected(k, words):
     with pytest.raises(ValueError, match=words):
         eigen.top_eigenpairs(np.eye(7), k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_orthonormalize_keeps_the_span_and_drops_dependent_columns(dtype):
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((200, 6)) * np.array([1e3, 1, 1e-2, 1, 1, 1])  # unequal scales
+    for columns in (z, np.hstack([z, z[:, :2] + z[:, 2:4]])):  # independent; 2 dependent
+        q = eigen._orthonormalize(columns.astype(dtype))
+        assert q.shape == (200, 6)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(q.T @ q, np.eye(6), atol=tol)
+        # Same span: projecting z on q changes nothing.
+        np.testing.assert_allclose(q @ (q.T @ z), z, rtol=10 * tol, atol=10 * tol * 1e3)

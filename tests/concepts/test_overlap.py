@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from conceptmask_tf.concepts import overlap
-from conceptmask_tf.concepts import overlap_sources
-from conceptmask_tf.data.types import BoxedImage, ConceptBox, MaskedImage, ConceptMask
+from conceptmask_tf.concepts import overlap, overlap_sources
 from conceptmask_tf.data import coco
+from conceptmask_tf.data.types import BoxedImage, ConceptBox, ConceptMask, MaskedImage
 
 
 def _mask(cells, shape=(4, 4)):

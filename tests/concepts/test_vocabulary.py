@@ -39,7 +39,7 @@ def test_tsv_round_trip(tmp_path):
     vocab, _ = Vocabulary.from_counts(NAMES, COUNTS, num_images=10)
     path = str(tmp_path / "concepts.tsv")
     vocab.save_tsv(path)
-    lines = open(path, encoding="utf-8").read().splitlines()
+    lines = (tmp_path / "concepts.tsv").read_text(encoding="utf-8").splitlines()
     assert lines[0] == "concept\tcount\tidf"
     assert lines[1].split("\t")[:2] == ["sky", "5"]  # line i + 2 = row i
     loaded = Vocabulary.load_tsv(path)

@@ -1,8 +1,8 @@
 """Tag readers: the record path and the columnar (pyarrow) path must give the same result."""
 
 import json
-import re
 import random
+import re
 
 import numpy as np
 import pytest

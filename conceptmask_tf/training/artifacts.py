@@ -1,0 +1,40 @@
+"""Where a finished stage leaves its network, and how later steps load it.
+
+A stage's model dir holds `<stage>.keras` (the stage network, no training wrapper),
+`config.json` (resolved configuration and run facts, `config.load_config`),
+`checkpoints/<stage>-epochNNN.keras` and `logs/` (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+import conceptmask_tf.models  # noqa: F401  (registers the custom layers for loading)
+
+MODEL_FILES = {"embedding": "embedding.keras", "refinement": "refinement.keras",
+               "segmentation": "segmentation.keras"}
+_PRODUCER = {"embedding": "conceptmask-train-embedding",
+             "refinement": "conceptmask-train-refinement",
+             "segmentation": "conceptmask-train-segmentation"}
+
+
+def model_path(model_dir: str, stage: str) -> str:
+    """The final .keras file of `stage` in `model_dir`."""
+    if stage not in MODEL_FILES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {tuple(MODEL_FILES)}")
+    return os.path.join(model_dir, MODEL_FILES[stage])
+
+
+def load_stage_model(model_dir: str, stage: str) -> keras.Model:
+    """Loads the trained network of `stage` from its model dir (uncompiled).
+
+    Raises:
+        FileNotFoundError: The stage has not finished in `model_dir`.
+    """
+    path = model_path(model_dir, stage)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: train stage {stage!r} into "
+                                f"{model_dir} first ({_PRODUCER[stage]})")
+    return keras.saving.load_model(path, compile=False)

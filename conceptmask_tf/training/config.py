@@ -1,0 +1,261 @@
+"""Configuration of the three training stages, and its config.json form.
+
+One frozen dataclass per stage; every field is also a flag of the stage's binary (same name,
+help from the field's metadata, see `conceptmask_tf.training.cli`). `train` writes the
+*resolved* configuration (steps per epoch filled in from the data, XLA as actually used) to
+`<model_dir>/config.json`; `load_config` reads it back into the same dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from typing import Any
+
+CONFIG_FILE = "config.json"
+STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
+OPTIMIZERS = ("adam", "sgd")
+BACKBONE_CHOICES = ("resnet50", "mobilenet_v3_small", "small_convnet")
+
+
+def _field(default: Any = dataclasses.MISSING, help: str = "", **metadata: Any) -> Any:
+    """A dataclass field with flag help (and optional "choices") in its metadata."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    """What every stage needs: data, output, input size, schedule and runtime.
+
+    Attributes are documented by their `help` metadata (shown by the binaries' --help).
+    """
+
+    data_root: str = _field(help="Data root (DESIGN.md §3) with the stage's annotations.")
+    concepts_dir: str = _field(help="Folder with concepts.tsv, word_vectors.npy and "
+                                    "overlap.npz (written by conceptmask-concepts).")
+    model_dir: str = _field(help="Output folder: final .keras model, config.json, "
+                                 "checkpoints/, backup/ (for resuming) and logs/ "
+                                 "(TensorBoard).")
+    image_size: int = _field(128, "Square input side S of the training images, pixels.")
+    batch_size: int = _field(16, "Global batch size (split over the replicas).")
+    epochs: int = _field(10, "Training epochs.")
+    steps: int | None = _field(None, "Optimizer steps per epoch; default: one pass over the "
+                                     "training examples.")
+    learning_rate: float = _field(1e-3, "Learning rate.")
+    optimizer: str = _field("adam", "Optimizer (sgd uses momentum 0.9).", choices=OPTIMIZERS)
+    flip: bool = _field(True, "Random horizontal flips.")
+    scale_jitter: float = _field(0.0, "Random zoom-in crops keeping 1 - scale_jitter .. 1 of "
+                                      "each side (0 disables).")
+    shuffle_buffer: int | None = _field(None, "Shuffle buffer; default: all examples.")
+    check_files: bool = _field(True, "Check every image file before training (unreadable "
+                                     "files are counted skips).")
+    jit_compile: bool = _field(False, "Compile the train step with XLA (turned off, with a "
+                                      "warning, under MirroredStrategy with > 1 replica).")
+    distribution_strategy: str = _field("none", "tf.distribute strategy: none (default "
+                                                "device), mirrored (all local GPUs, else all "
+                                                "logical CPUs), multi_worker, tpu.",
+                                        choices=STRATEGIES)
+    tpu: str = _field("", "TPU name or address for the cluster resolver "
+                          "(--distribution_strategy=tpu; '' = the local TPU VM).")
+    mixed_precision: bool = _field(False, "Mixed precision: mixed_float16 on GPU, "
+                                          "mixed_bfloat16 on TPU and CPU.")
+    seed: int = _field(0, "Seed of initialisation, shuffling and augmentation.")
+    save_freq: int = _field(100, "Back up the training state every this many steps "
+                                 "(model_dir/backup; a rerun resumes from it).")
+    keep_checkpoints: int = _field(2, "Per-epoch checkpoints of the stage network kept in "
+                                      "model_dir/checkpoints (0 = none).")
+    summary_images: int = _field(4, "Validation images whose attention maps / masks are "
+                                    "written to TensorBoard each epoch (0 = none).")
+
+    stage: typing.ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("data_root", "concepts_dir", "model_dir"):
+            if not getattr(self, name):
+                problems.append(f"{name} is required")
+        for name in ("image_size", "batch_size", "epochs", "save_freq"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("steps", "shuffle_buffer"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be >= 1 or unset, got {value}")
+        for name in ("keep_checkpoints", "summary_images"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.scale_jitter < 1.0:
+            problems.append(f"scale_jitter must be in [0, 1), got {self.scale_jitter}")
+        problems.extend(_check_choices(self))
+        problems.extend(self._stage_problems())
+        if problems:
+            raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(problems))
+
+    def _stage_problems(self) -> list[str]:
+        return []
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EmbeddingConfig(TrainingConfig):
+    """Stage 1 (paper §4.1): image -> embedding, cosine loss to the soft-topic vector."""
+
+    backbone: str = _field("small_convnet", "Feature extractor (the paper: resnet50).",
+                           choices=BACKBONE_CHOICES)
+    backbone_weights: str | None = _field(None, "Backbone weights: a local file, or "
+                                                "'imagenet' (downloads; keras.applications "
+                                                "backbones only); default random init.")
+    hidden_dims: tuple[int, ...] = _field((1024, 1024), "Widths of the fc layers before the "
+                                                        "last one.")
+    final_relu: bool = _field(False, "ReLU after the last fc layer too (the paper's literal "
+                                     "head; see EmbeddingModel).")
+
+    stage: typing.ClassVar[str] = "embedding"
+
+    def _stage_problems(self) -> list[str]:
+        if any(d < 1 for d in self.hidden_dims):
+            return [f"hidden_dims must be positive, got {self.hidden_dims}"]
+        return []
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RefinementConfig(TrainingConfig):
+    """Stage 2 (paper §4.2): box loss + c * matching loss + spatial discrimination loss."""
+
+    embedding_model_dir: str = _field(help="Model dir of a trained stage 1 "
+                                           "(conceptmask-train-embedding).")
+    hidden_dim: int = _field(256, "Hidden width H of the refinement head.")
+    max_concepts: int = _field(8, "Box concepts per image (padded; more are subsampled).")
+    matching_top_n: int = _field(800, "N: matching loss over the N concepts with the highest "
+                                      "original activation (0 disables it).")
+    matching_weight: float = _field(1e-6, "c, the matching loss weight (see "
+                                          "conceptmask_tf.losses.matching_loss on its scale).")
+    matching_threshold: float = _field(0.5, "Threshold binarising the min-max normalised "
+                                            "original attention maps for the matching loss.")
+    no_neg: bool = _field(False, "Disable the spatial discrimination loss (the paper's "
+                                 "Refined-noNeg ablation).")
+    spatial_weight: float = _field(1.0, "Weight of the spatial discrimination loss.")
+    min_box_examples: int = _field(1, "Drop box concepts with fewer images (OIVG-750 filter).")
+
+    stage: typing.ClassVar[str] = "refinement"
+
+    def _stage_problems(self) -> list[str]:
+        problems = []
+        if not self.embedding_model_dir:
+            problems.append("embedding_model_dir is required")
+        for name in ("hidden_dim", "max_concepts", "min_box_examples"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.matching_top_n < 0:
+            problems.append(f"matching_top_n must be >= 0, got {self.matching_top_n}")
+        if self.matching_weight < 0 or self.spatial_weight < 0:
+            problems.append("loss weights must be >= 0")
+        return problems
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SegmentationConfig(TrainingConfig):
+    """Stage 3 (paper §4.3): label-agnostic masks from the image and frozen stage-2 attention."""
+
+    refinement_model_dir: str = _field(help="Model dir of a trained stage 2 "
+                                            "(conceptmask-train-refinement).")
+    single_att: bool = _field(False, "One attention scale (the first of attention_scales): "
+                                     "the paper's Ours-singleAtt ablation.")
+    attention_scales: tuple[float, ...] = _field((1.0, 2.0), "Input scales, relative to "
+                                                             "image_size, of the attention "
+                                                             "passes (the paper: 300 and 700 "
+                                                             "px).")
+    encoder_widths: tuple[int, ...] = _field((32, 64, 96, 128), "Channels of the four "
+                                                                "encoder stages.")
+    decoder_widths: tuple[int, ...] = _field((64, 32, 16), "Channels of the three decoder "
+                                                           "blocks.")
+
+    stage: typing.ClassVar[str] = "segmentation"
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """The attention scales in use (one with single_att)."""
+        return self.attention_scales[:1] if self.single_att else self.attention_scales
+
+    def _stage_problems(self) -> list[str]:
+        problems = []
+        if not self.refinement_model_dir:
+            problems.append("refinement_model_dir is required")
+        if not self.attention_scales or any(s <= 0 for s in self.attention_scales):
+            problems.append(f"attention_scales must be positive, got {self.attention_scales}")
+        if len(self.encoder_widths) != 4 or len(self.decoder_widths) != 3:
+            problems.append("need 4 encoder_widths and 3 decoder_widths")
+        return problems
+
+
+CONFIG_CLASSES: dict[str, type[TrainingConfig]] = {
+    cls.stage: cls for cls in (EmbeddingConfig, RefinementConfig, SegmentationConfig)}
+
+
+def _check_choices(config: TrainingConfig) -> list[str]:
+    problems = []
+    for field in dataclasses.fields(config):
+        choices = field.metadata.get("choices")
+        value = getattr(config, field.name)
+        if choices and value not in choices:
+            problems.append(f"{field.name} must be one of {choices}, got {value!r}")
+    return problems
+
+
+def config_to_dict(config: TrainingConfig) -> dict[str, Any]:
+    """JSON-ready fields (tuples as lists)."""
+    return {f.name: (list(v) if isinstance(v := getattr(config, f.name), tuple) else v)
+            for f in dataclasses.fields(config)}
+
+
+def config_from_dict(cls: type[TrainingConfig], values: dict[str, Any]) -> TrainingConfig:
+    """The inverse of `config_to_dict` (lists back to tuples; unknown keys are an error)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def save_config(config: TrainingConfig, model_dir: str,
+                runtime: dict[str, Any] | None = None) -> str:
+    """Writes `<model_dir>/config.json`: {"stage", "config", "runtime"}; returns its path.
+
+    Args:
+        config: The resolved configuration.
+        model_dir: Output folder (created).
+        runtime: Facts of the run that are not settings (replicas, precision policy,
+            versions, example counts).
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, CONFIG_FILE)
+    document = {"stage": config.stage, "config": config_to_dict(config),
+                "runtime": runtime or {}}
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_config(model_dir: str) -> TrainingConfig:
+    """Reads `<model_dir>/config.json` back into its stage's config dataclass.
+
+    Raises:
+        FileNotFoundError: No config.json (the folder is not a trained model dir).
+        ValueError: An unknown stage or field.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: {model_dir!r} is not the model dir "
+                                "of a finished training run")
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    stage = document.get("stage")
+    if stage not in CONFIG_CLASSES:
+        raise ValueError(f"{path}: unknown stage {stage!r}")
+    return config_from_dict(CONFIG_CLASSES[stage], document["config"])

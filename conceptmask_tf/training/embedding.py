@@ -1,0 +1,120 @@
+"""Stage 1 training (paper §4.1): the embedding network on image-level tags.
+
+image -> `EmbeddingModel` -> e, cosine loss to the image's soft-topic vector t (idf-weighted
+sum of its tags' word vectors, zero-shot tags left out). Plain `compile` + `fit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from conceptmask_tf.data.layout import DataRoot
+from conceptmask_tf.data.pipelines import embedding_dataset
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.tags import read_tag_corpus
+from conceptmask_tf.errors import DataError
+from conceptmask_tf.losses import CosineEmbeddingLoss
+from conceptmask_tf.models import ConceptAttention, EmbeddingModel, to_fully_convolutional
+from conceptmask_tf.training import artifacts, runner
+from conceptmask_tf.training.concept_sets import (TrainingConcepts, load_training_concepts,
+                                                  soft_topic_targets)
+from conceptmask_tf.training.config import EmbeddingConfig
+from conceptmask_tf.training.summary_images import (Pictures, SummaryExamples, picture_rows,
+                                                    validation_examples)
+
+SUMMARY_SPLITS = ("strong", "weak_box", "weak_image")
+
+
+def train(config: EmbeddingConfig,
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
+    """Trains stage 1 and writes `<model_dir>/embedding.keras` and config.json.
+
+    Rerunning with the same model_dir resumes an interrupted run from its last backup.
+
+    Args:
+        config: The stage-1 configuration.
+        callbacks: Extra Keras callbacks.
+        strategy: Use this tf.distribute strategy instead of creating the configured one
+            (share one between stages run in the same process).
+
+    Returns:
+        The trained `EmbeddingModel`, history and paths.
+
+    Raises:
+        FileNotFoundError: tags.jsonl or a concepts file is missing.
+        DataError: Malformed input, or no image with a soft-topic target.
+        ValueError: Bad settings (e.g. fewer examples than one batch).
+    """
+    with runner.training_runtime(config, strategy) as runtime:
+        concepts = load_training_concepts(config.data_root, config.concepts_dir)
+        skips = SkipCounter(config.data_root)
+        paths, targets = tag_targets(config, concepts, skips)
+        config = runner.resolved_config(config, len(paths), runtime)
+        dataset = embedding_dataset(
+            config.data_root, paths, targets, image_size=config.image_size,
+            batch_size=config.batch_size, training=True, seed=config.seed, flip=config.flip,
+            scale_jitter=config.scale_jitter, check_files=config.check_files, skips=skips,
+            shuffle_buffer=config.shuffle_buffer, repeat=True)
+        with runtime.strategy.scope():
+            model = EmbeddingModel(config.backbone, concepts.embeddings.dim,
+                                   hidden_dims=config.hidden_dims,
+                                   final_relu=config.final_relu,
+                                   backbone_weights=config.backbone_weights)
+            model.compile(optimizer=runner.make_optimizer(config), loss=CosineEmbeddingLoss(),
+                          jit_compile=runtime.jit_compile)
+        examples = validation_examples(config.data_root, SUMMARY_SPLITS,
+                                       _non_zero_shot_index(concepts), config.image_size,
+                                       config.summary_images)
+        pictures = None if examples is None else Pictures(
+            lambda: render_coarse_attention(model, examples, concepts.embeddings.vectors),
+            examples.description("image | coarse attention <e_ij, w> (min-max scaled)"))
+        return runner.fit_stage(
+            model, dataset, config=config, runtime=runtime, stage_model=model,
+            model_file=artifacts.MODEL_FILES["embedding"], pictures=pictures,
+            facts={"num_examples": len(paths),
+                   "vocabulary_size": len(concepts.embeddings.vocabulary),
+                   "embedding_dim": concepts.embeddings.dim,
+                   "zero_shot_excluded": sorted(concepts.zero_shot)},
+            skips=skips, callbacks=callbacks)
+
+
+def tag_targets(config: EmbeddingConfig, concepts: TrainingConcepts, skips: SkipCounter
+                ) -> tuple[list[str], np.ndarray]:
+    """Image paths and their soft-topic targets float32 [N, D] from tags.jsonl.
+
+    Raises:
+        FileNotFoundError: No tags.jsonl.
+        DataError: Malformed input, or no image with a target.
+    """
+    root = DataRoot(config.data_root)
+    tags_path = root.require(root.tags, "stage 1 (embedding) training")
+    corpus = read_tag_corpus(tags_path, skips, with_images=True)
+    paths, targets = soft_topic_targets(corpus, concepts, skips)
+    if not paths:
+        raise DataError("no image has a tag in concepts.tsv that is not zero-shot", tags_path)
+    return paths, targets
+
+
+def render_coarse_attention(model: EmbeddingModel, examples: SummaryExamples,
+                            word_vectors: np.ndarray) -> np.ndarray:
+    """Pictures of the coarse attention <e_ij, w> (eq. 1) of each example's concept.
+
+    Returns:
+        uint8 [N, S, 2 S, 3]: image | attention heat map.
+    """
+    fcn = to_fully_convolutional(model)
+    embedding_map = fcn(examples.images, training=False)["embedding_map"]  # [N, h, w, D]
+    vectors = word_vectors[examples.concept_ids][:, None, :]  # [N, 1, D]
+    attention = ConceptAttention("cosine")(embedding_map, vectors)  # [N, h, w, 1]
+    return picture_rows(examples.images, keras.ops.convert_to_numpy(attention)[..., 0])
+
+
+def _non_zero_shot_index(concepts: TrainingConcepts) -> dict[str, int]:
+    return {c: i for c, i in concepts.embeddings.vocabulary.index_of.items()
+            if c not in concepts.zero_shot}
+

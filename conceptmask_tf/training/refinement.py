@@ -1,0 +1,310 @@
+"""Stage 2 training (paper §4.2): attention refinement on boxes, with LwF matching.
+
+`RefinementTrainer` wraps the `RefinementModel` (stage-1 network in fully-convolutional
+form, fine-tuned, + refinement head) with a frozen copy of the stage-1 network (the
+source of the matching targets) and the three losses, and overrides `compute_loss`:
+
+    loss = box loss + c * matching loss + spatial discrimination loss (unless no_neg)
+
+each term a `conceptmask_tf.losses` instance (Keras reduction, so scaled correctly under
+tf.distribute) and each also a metric (box_loss, matching_loss, spatial_loss).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from conceptmask_tf.concepts.build import OVERLAP_FILE
+from conceptmask_tf.concepts.overlap import OverlapMatrix
+from conceptmask_tf.data.boxes import load_box_images
+from conceptmask_tf.data.layout import DataRoot
+from conceptmask_tf.data.pipelines import num_refinement_examples, refinement_dataset
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.types import BoxedImage
+from conceptmask_tf.errors import DataError
+from conceptmask_tf.losses import (BoxLoss, MatchingLoss, SpatialDiscriminationLoss,
+                                   matching_targets)
+from conceptmask_tf.models import (EmbeddingModel, FullyConvolutionalEmbedding, RefinementModel,
+                                   VocabularyAttention, to_fully_convolutional)
+from conceptmask_tf.training import artifacts, runner
+from conceptmask_tf.training.concept_sets import (BOX_LEVELS, TrainingConcepts,
+                                                  load_training_concepts)
+from conceptmask_tf.training.config import RefinementConfig
+from conceptmask_tf.training.summary_images import (Pictures, SummaryExamples, picture_rows,
+                                                    validation_examples)
+
+
+class RefinementTrainer(keras.Model):
+    """Fits a `RefinementModel` with the stage-2 multi-task loss.
+
+    Per batch, `call` scores three groups of concepts with the refinement network in one
+    pass: the image's box concepts (K slots), the N matching concepts (the top-N
+    vocabulary concepts of the frozen stage-1 maps, other than the box concepts and the
+    excluded ones) and the J spatial-discrimination candidates.
+
+    Args:
+        refinement: The network trained (its `concept_input` must be "ids").
+        original: Frozen stage-1 network in fully-convolutional form (made non-trainable).
+        word_vectors: float32 [V, D], the vocabulary (rows = concept ids).
+        matching_top_n: N (0 disables the matching loss).
+        matching_weight: c.
+        matching_threshold: Binarisation threshold of the original maps.
+        spatial_loss: The spatial discrimination loss, or None (no_neg).
+        excluded_ids: Vocabulary rows never used as matching concepts (zero-shot).
+        **kwargs: keras.Model arguments.
+
+    Inputs: the stage-2 pipeline's features {"image": [B, S, S, 3], "concept_ids": [B, K]}.
+    Outputs: {"box_logits": [B, K, m, m], "matching_logits" / "matching_masks": [B, N, m, m],
+              "matching_valid": [B, N], "matching_ids": [B, N] vocabulary rows,
+              "spatial_logits": [B, J, m, m]} (the matching and spatial entries only when
+              those losses are on).
+    """
+
+    def __init__(self, refinement: RefinementModel, original: FullyConvolutionalEmbedding,
+                 word_vectors: np.ndarray, *, matching_top_n: int, matching_weight: float,
+                 matching_threshold: float, spatial_loss: SpatialDiscriminationLoss | None,
+                 excluded_ids: Sequence[int] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if refinement.concept_input != "ids":
+            raise ValueError("the refinement network must take concept ids")
+        self.refinement = refinement
+        self.original = original
+        self.original.trainable = False
+        word_vectors = np.asarray(word_vectors, np.float32)
+        excluded = np.zeros(len(word_vectors), bool)
+        excluded[np.asarray(excluded_ids, np.int64)] = True
+        # Matching candidates: vocabulary rows that are not excluded. The frozen maps are
+        # computed for those rows only; `_row_position` maps a row to its column there.
+        self._matching_rows = np.flatnonzero(~excluded).astype(np.int32)  # [V']
+        self._row_position = np.full(len(word_vectors), -1, np.int32)
+        self._row_position[self._matching_rows] = np.arange(len(self._matching_rows),
+                                                            dtype=np.int32)
+        self.matching_top_n = min(int(matching_top_n), len(self._matching_rows))
+        self.matching_threshold = float(matching_threshold)
+        self.original_vocabulary = None
+        if self.matching_top_n > 0:
+            self.original_vocabulary = VocabularyAttention(
+                len(self._matching_rows), word_vectors.shape[1], refinement.similarity,
+                word_vectors[self._matching_rows], name="original_vocabulary")
+        self.box_loss = BoxLoss()
+        self.matching_loss = MatchingLoss(matching_weight)
+        self.spatial_loss = spatial_loss
+        self._candidate_ids = (np.zeros(0, np.int32) if spatial_loss is None
+                               else spatial_loss.candidate_ids.astype(np.int32))  # [J]
+        # One metric per loss term in use (Keras resets and logs tracked metrics).
+        self.box_loss_metric = keras.metrics.Mean(name="box_loss")
+        self.matching_loss_metric = (keras.metrics.Mean(name="matching_loss")
+                                     if self.uses_matching else None)
+        self.spatial_loss_metric = (keras.metrics.Mean(name="spatial_loss")
+                                    if self.uses_spatial else None)
+        self.built = True  # every weight exists already (BackupAndRestore needs it built)
+
+    @property
+    def uses_matching(self) -> bool:
+        return self.matching_top_n > 0
+
+    @property
+    def uses_spatial(self) -> bool:
+        return len(self._candidate_ids) > 0
+
+    def call(self, features, training=False):
+        image = features["image"]  # [B, S, S, 3]
+        # int32 again: Keras' symbolic build under MirroredStrategy averages the batch.
+        box_ids = ops.cast(features["concept_ids"], "int32")  # [B, K]
+        batch = tf.shape(box_ids)[0]
+        num_boxes = box_ids.shape[1]
+        # Padding slots (-1) are scored as concept 0: the losses ignore them (concept_valid
+        # is 0), and a zero word vector would give NaN maps under float16.
+        groups, outputs = [tf.maximum(box_ids, 0)], {}
+        if self.uses_matching:
+            original = self.original(image, training=False)["embedding_map"]  # [B, h, w, D]
+            original_maps = ops.stop_gradient(self.original_vocabulary(original))  # [B,h,w,V']
+            positions = tf.where(box_ids >= 0,
+                                 tf.gather(self._row_position, tf.maximum(box_ids, 0)), -1)
+            matching = matching_targets(original_maps, positions, self.matching_top_n,
+                                        self.matching_threshold)
+            ids = tf.gather(self._matching_rows, matching["concept_ids"])  # [B, N] rows
+            groups.append(ids)
+            outputs.update(matching_ids=ids, matching_masks=matching["matching_masks"],
+                           matching_valid=matching["matching_valid"])
+        if self.uses_spatial:
+            candidates = self._candidate_ids[None]  # [1, J]
+            groups.append(tf.broadcast_to(candidates, [batch, candidates.shape[1]]))
+        logits = self.refinement({"image": image, "concept_ids": tf.concat(groups, axis=1)},
+                                 training=training)["logits"]  # [B, K + N + J, m, m]
+        outputs["box_logits"] = logits[:, :num_boxes]
+        if self.uses_matching:
+            outputs["matching_logits"] = logits[:, num_boxes:num_boxes + self.matching_top_n]
+        if self.uses_spatial:
+            outputs["spatial_logits"] = logits[:, num_boxes + self.matching_top_n:]
+        return outputs
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # Each term is a keras Loss (mean over the replica's batch, divided by the number
+        # of replicas), so the sum is already scaled for tf.distribute. The networks have
+        # no weight regularizers (self.losses is empty).
+        terms = [(self.box_loss_metric, self.box_loss(y, y_pred["box_logits"]))]
+        if self.uses_matching:
+            terms.append((self.matching_loss_metric, self.matching_loss(
+                {"matching_masks": y_pred["matching_masks"],
+                 "matching_valid": y_pred["matching_valid"]}, y_pred["matching_logits"])))
+        if self.uses_spatial:
+            terms.append((self.spatial_loss_metric, self.spatial_loss(
+                {**y, "concept_ids": x["concept_ids"]}, y_pred["spatial_logits"])))
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for metric, value in terms:
+            metric.update_state(value * replicas)  # undo the replica scaling for display
+        return sum(value for _, value in terms)
+
+
+def train(config: RefinementConfig,
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
+    """Trains stage 2 from a stage-1 model dir; writes `<model_dir>/refinement.keras`.
+
+    Targets: box concepts of the strong and weak_box levels (zero-shot never); matching
+    concepts: any vocabulary concept but the zero-shot ones; spatial discrimination: the
+    overlap matrix's concepts (concepts_dir/overlap.npz), zero-shot dropped.
+
+    Args:
+        config: The stage-2 configuration.
+        callbacks: Extra Keras callbacks.
+        strategy: Use this tf.distribute strategy instead of creating the configured one
+            (share one between stages run in the same process).
+
+    Returns:
+        The trained `RefinementModel` (concept_input="ids"), history and paths.
+
+    Raises:
+        FileNotFoundError: The stage-1 model, a concepts file, the box files or (without
+            no_neg) overlap.npz is missing.
+        DataError: Malformed input, or no box concept is a target.
+        ValueError: Bad settings, or a stage-1 model of another embedding dimension.
+    """
+    with runner.training_runtime(config, strategy) as runtime:
+        concepts = load_training_concepts(config.data_root, config.concepts_dir)
+        skips = SkipCounter(config.data_root)
+        boxed, index = box_targets(config, concepts, skips)
+        num_examples = num_refinement_examples(boxed, index)
+        config = runner.resolved_config(config, num_examples, runtime)
+        with runtime.strategy.scope():
+            trainer = build_trainer(config, concepts)
+            trainer.compile(optimizer=runner.make_optimizer(config),
+                            jit_compile=runtime.jit_compile)
+        refinement = trainer.refinement
+        mask_size = attention_map_size(refinement.embedding, config.image_size)
+        dataset = refinement_dataset(
+            config.data_root, boxed, index, image_size=config.image_size,
+            mask_size=mask_size, max_concepts=config.max_concepts,
+            batch_size=config.batch_size, training=True, seed=config.seed, flip=config.flip,
+            scale_jitter=config.scale_jitter, check_files=config.check_files, skips=skips,
+            shuffle_buffer=config.shuffle_buffer, repeat=True)
+        examples = validation_examples(config.data_root, BOX_LEVELS, index, config.image_size,
+                                       config.summary_images)
+        pictures = None if examples is None else Pictures(
+            lambda: render_refined_attention(refinement, examples),
+            examples.description("image | refined attention (min-max scaled)"))
+        spatial = trainer.spatial_loss
+        return runner.fit_stage(
+            trainer, dataset, config=config, runtime=runtime, stage_model=refinement,
+            model_file=artifacts.MODEL_FILES["refinement"], pictures=pictures,
+            facts={"num_examples": num_examples, "mask_size": mask_size,
+                   "target_concepts": sorted(index),
+                   "matching_concepts": trainer.matching_top_n,
+                   "spatial_candidates": 0 if spatial is None else len(spatial.candidate_ids),
+                   "zero_shot_excluded": sorted(concepts.zero_shot)},
+            skips=skips, callbacks=callbacks)
+
+
+def box_targets(config: RefinementConfig, concepts: TrainingConcepts, skips: SkipCounter
+                ) -> tuple[list[BoxedImage], dict[str, int]]:
+    """The box images of the data root and the box concepts trained on (-> vocabulary row).
+
+    Raises:
+        FileNotFoundError: No box file.
+        DataError: Malformed input, or no box concept is a target.
+    """
+    boxed = load_box_images(DataRoot(config.data_root), config.min_box_examples, skips)
+    index = concepts.target_index({c for image in boxed for c in image.concepts}, BOX_LEVELS,
+                                  skips)
+    if not index:
+        raise DataError("no box concept is a stage-2 target (in concepts.tsv, at level "
+                        f"{' or '.join(BOX_LEVELS)} of splits.json, not zero-shot)",
+                        path=config.data_root)
+    return boxed, index
+
+
+def build_trainer(config: RefinementConfig, concepts: TrainingConcepts) -> RefinementTrainer:
+    """The stage-2 network and its trainer, from the stage-1 model dir (call in a strategy
+    scope).
+
+    Raises:
+        FileNotFoundError: No stage-1 model, or no overlap.npz without no_neg.
+        ValueError: The stage-1 model embeds in another dimension than the word vectors.
+    """
+    stage1 = artifacts.load_stage_model(config.embedding_model_dir, "embedding")
+    if stage1.embedding_dim != concepts.embeddings.dim:
+        raise ValueError(f"the stage-1 model embeds in {stage1.embedding_dim} dims, "
+                         f"the word vectors have {concepts.embeddings.dim}")
+    vectors = concepts.embeddings.vectors
+    spatial = None
+    if not config.no_neg:
+        gamma, rows = spatial_gamma(config.concepts_dir, concepts)
+        spatial = SpatialDiscriminationLoss(gamma, rows, len(vectors),
+                                            weight=config.spatial_weight)
+    refinement = RefinementModel(to_fully_convolutional(stage1), len(vectors), vectors,
+                                 config.hidden_dim)
+    return RefinementTrainer(
+        refinement, to_fully_convolutional(stage1, name="original"), vectors,
+        matching_top_n=config.matching_top_n, matching_weight=config.matching_weight,
+        matching_threshold=config.matching_threshold, spatial_loss=spatial,
+        excluded_ids=concepts.zero_shot_rows(), name="refinement_trainer")
+
+
+def spatial_gamma(concepts_dir: str, concepts: TrainingConcepts
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """gamma [C, C] of concepts_dir/overlap.npz and each row's vocabulary row (-1 = unused).
+
+    Rows are matched to the vocabulary by name; zero-shot concepts get -1, so they are
+    never a spatial-discrimination concept.
+
+    Raises:
+        FileNotFoundError: overlap.npz is missing.
+    """
+    path = os.path.join(concepts_dir, OVERLAP_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: rerun conceptmask-concepts with "
+                                "--data_root (it writes the overlap matrix), or train "
+                                "with --no_neg")
+    overlap = OverlapMatrix.load(path)
+    index_of = concepts.embeddings.vocabulary.index_of
+    rows = np.array([-1 if c in concepts.zero_shot else index_of.get(c, -1)
+                     for c in overlap.concepts], np.int64)
+    return overlap.gamma, rows
+
+
+def render_refined_attention(refinement: RefinementModel,
+                             examples: SummaryExamples) -> np.ndarray:
+    """uint8 [N, S, 2 S, 3] pictures: image | refined attention of its concept."""
+    attention = refinement({"image": examples.images,
+                            "concept_ids": examples.concept_ids[:, None]},
+                           training=False)["attention"]  # [N, 1, h, w]
+    return picture_rows(examples.images, keras.ops.convert_to_numpy(attention)[:, 0])
+
+
+def attention_map_size(embedding: EmbeddingModel | FullyConvolutionalEmbedding,
+                       image_size: int) -> int:
+    """Side m of the attention maps (and box masks) for image_size inputs.
+
+    ceil(image_size / stride) with "same" padding, e.g. 10 for ResNet-50 at 300 px.
+    """
+    spec = embedding.backbone.compute_output_spec(
+        keras.KerasTensor((1, image_size, image_size, 3)))
+    return int(spec.shape[1])

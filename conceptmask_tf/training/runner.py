@@ -1,0 +1,218 @@
+"""What the three stages share: runtime set-up, optimizer, model dir, callbacks and `fit`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.training import callbacks as callbacks_lib
+from conceptmask_tf.training.config import CONFIG_FILE, TrainingConfig, save_config
+from conceptmask_tf.training.strategy import (create_strategy, precision_policy,
+                                              precision_policy_name, resolve_jit_compile)
+from conceptmask_tf.training.summary_images import Pictures
+
+BACKUP_DIR = "backup"
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How a run executes: strategy, XLA as usable, dtype policy."""
+
+    strategy: tf.distribute.Strategy
+    jit_compile: bool
+    policy: str
+
+    def facts(self) -> dict[str, Any]:
+        """For config.json's "runtime" section."""
+        return {"strategy": type(self.strategy).__name__,
+                "num_replicas": int(self.strategy.num_replicas_in_sync),
+                "jit_compile": self.jit_compile, "dtype_policy": self.policy,
+                "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a stage's `train` returns.
+
+    Attributes:
+        config: The resolved configuration (as written to config.json).
+        model: The trained stage network (also saved at `model_path`).
+        trainer: The model `fit` ran (the stage network itself in stage 1, a wrapper
+            holding it and the frozen networks and losses in stages 2 and 3).
+        history: Per-epoch logs of this run (a resumed run has only its own epochs).
+        model_path: The final .keras file.
+        skips: Records dropped while reading the data.
+    """
+
+    config: TrainingConfig
+    model: keras.Model
+    trainer: keras.Model
+    history: dict[str, list[float]]
+    model_path: str
+    skips: SkipCounter
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken in all (this and resumed) runs."""
+        return int(self.trainer.optimizer.iterations)
+
+    def summary(self) -> str:
+        """A short report of what was trained and written."""
+        last = {k: v[-1] for k, v in self.history.items() if v}
+        logs = os.path.join(self.config.model_dir, LOG_DIR)
+        config_path = os.path.join(self.config.model_dir, CONFIG_FILE)
+        lines = [f"wrote {self.model_path} and {config_path}",
+                 (f"  {self.config.epochs} epochs x {self.config.steps} steps "
+                  f"(batch {self.config.batch_size}); {self.steps} optimizer steps in all"),
+                 "  last epoch: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()),
+                 f"  TensorBoard: tensorboard --logdir {logs}"]
+        report = self.skips.report()
+        if report:
+            lines.append(report)
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def training_runtime(config: TrainingConfig,
+                     strategy: tf.distribute.Strategy | None = None) -> Iterator[Runtime]:
+    """Seeds everything, creates the strategy and sets the dtype policy for the block.
+
+    Args:
+        config: The run's configuration.
+        strategy: A strategy to use instead of creating the configured one.
+
+    Raises:
+        NotImplementedError: multi_worker (see `create_strategy`).
+        ValueError: The batch does not split evenly over the replicas.
+    """
+    keras.utils.set_random_seed(config.seed)
+    if strategy is None:
+        strategy = create_strategy(config.distribution_strategy, config.tpu)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(f"batch_size {config.batch_size} does not split over {replicas} "
+                         "replicas")
+    policy = precision_policy_name(config.mixed_precision, strategy)
+    with precision_policy(policy):
+        yield Runtime(strategy, resolve_jit_compile(config.jit_compile, strategy), policy)
+
+
+def make_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
+    """Adam, or SGD with momentum 0.9, at the configured learning rate."""
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
+    return keras.optimizers.Adam(config.learning_rate)
+
+
+def resolve_steps(config: TrainingConfig, num_examples: int) -> int:
+    """Steps per epoch: `config.steps`, else one pass over the examples (full batches).
+
+    Raises:
+        ValueError: Fewer examples than one batch.
+    """
+    if config.steps:
+        return config.steps
+    steps = num_examples // config.batch_size
+    if steps < 1:
+        raise ValueError(f"{num_examples} training examples make no full batch of "
+                         f"{config.batch_size}; lower --batch_size or set --steps")
+    return steps
+
+
+def resolved_config(config: TrainingConfig, num_examples: int, runtime: Runtime
+                    ) -> TrainingConfig:
+    """`config` with steps per epoch (`resolve_steps`) and XLA as the runtime uses them."""
+    return dataclasses.replace(config, steps=resolve_steps(config, num_examples),
+                               jit_compile=runtime.jit_compile)
+
+
+def check_resume(config: TrainingConfig) -> None:
+    """Refuses to resume a backup whose step accounting differs from this run's.
+
+    Raises:
+        ValueError: model_dir holds a backup of a run with other steps or batch size.
+    """
+    backup = os.path.join(config.model_dir, BACKUP_DIR)
+    path = os.path.join(config.model_dir, CONFIG_FILE)
+    if not (os.path.isdir(backup) and os.path.exists(path)):
+        return
+    with open(path, encoding="utf-8") as f:
+        previous = json.load(f).get("config", {})
+    changed = [k for k in ("steps", "batch_size") if previous.get(k) != getattr(config, k)]
+    if changed:
+        before = ", ".join(f"{k}={previous.get(k)}" for k in changed)
+        now = ", ".join(f"{k}={getattr(config, k)}" for k in changed)
+        raise ValueError(f"{config.model_dir} holds a backup of an interrupted run with "
+                         f"{before}; this run has {now}. Resume with the same values, or "
+                         f"delete {backup} to start over.")
+    logger.info("resuming from the backup in %s", backup)
+
+
+def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: TrainingConfig,
+              runtime: Runtime, stage_model: keras.Model, model_file: str,
+              pictures: Pictures | None = None,
+              facts: dict[str, Any] | None = None, skips: SkipCounter | None = None,
+              callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """Writes config.json, fits with the standard callbacks and saves the stage network.
+
+    Callbacks: `SyncReplicaStatistics` (BatchNorm statistics of all replicas averaged
+    each epoch), `StepBackupAndRestore` (model_dir/backup, every `save_freq` steps),
+    TensorBoard scalars (model_dir/logs), per-epoch `StageCheckpoint`s
+    (model_dir/checkpoints), `SummaryImages` of `pictures` (model_dir/logs/images), then
+    `callbacks`.
+
+    Args:
+        trainer: The compiled model to fit.
+        dataset: Repeating training dataset.
+        config: The resolved configuration (steps set).
+        runtime: From `training_runtime`.
+        stage_model: The network saved at the end (and in checkpoints).
+        model_file: File name of the final model in model_dir.
+        pictures: TensorBoard pictures drawn each epoch (None: no pictures).
+        facts: Extra "runtime" facts for config.json.
+        skips: Records dropped while reading the data.
+        callbacks: Extra callbacks (run last).
+    """
+    check_resume(config)
+    save_config(config, config.model_dir, {**runtime.facts(), **(facts or {})})
+    model_dir = config.model_dir
+    standard = [callbacks_lib.SyncReplicaStatistics(),
+                callbacks_lib.StepBackupAndRestore(os.path.join(model_dir, BACKUP_DIR),
+                                                   config.save_freq, config.steps)]
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    if tensorboard:
+        standard.append(keras.callbacks.TensorBoard(
+            os.path.join(model_dir, LOG_DIR), write_graph=False, update_freq="epoch",
+            profile_batch=0))
+    else:  # tf.summary.scalar / image are implemented by the tensorboard package
+        logger.warning("the tensorboard package is not installed: no TensorBoard logs "
+                       "(pip install tensorboard)")
+    if config.keep_checkpoints:
+        standard.append(callbacks_lib.StageCheckpoint(
+            stage_model, os.path.join(model_dir, CHECKPOINT_DIR), config.stage,
+            config.keep_checkpoints))
+    if pictures is not None and tensorboard:
+        standard.append(callbacks_lib.SummaryImages(
+            os.path.join(model_dir, LOG_DIR, "images"), f"{config.stage}/validation",
+            pictures.render, pictures.description))
+    history = trainer.fit(dataset, epochs=config.epochs, steps_per_epoch=config.steps,
+                          callbacks=[*standard, *callbacks], shuffle=False,
+                          verbose=callbacks_lib.progress_verbosity())
+    model_path = os.path.join(model_dir, model_file)
+    stage_model.save(model_path)
+    return TrainResult(config, stage_model, trainer, dict(history.history), model_path,
+                       skips or SkipCounter())

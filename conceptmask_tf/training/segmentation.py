@@ -1,0 +1,189 @@
+"""Stage 3 training (paper §4.3): the label-agnostic segmentation network on masks.
+
+`SegmentationTrainer` computes the attention maps of each example's concept on the fly
+with the FROZEN stage-2 network (which holds the fine-tuned stage-1 network): one pass per
+attention scale, the image resized to round(scale * image_size) (the paper: 300 and 700
+px). The maps (sigmoid of the refined logits) go with the image into the
+`SegmentationModel`, the only network trained; its min-max normalisation of each map is
+part of the model. Loss: `MaskLoss` (per-pixel sigmoid cross-entropy, crowd pixels
+ignored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from conceptmask_tf.data.coco import read_coco_instances
+from conceptmask_tf.data.layout import DataRoot
+from conceptmask_tf.data.pipelines import num_segmentation_examples, segmentation_dataset
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.types import MaskedImage
+from conceptmask_tf.errors import DataError
+from conceptmask_tf.losses import MaskLoss
+from conceptmask_tf.models import RefinementModel, ResizeImages, SegmentationModel
+from conceptmask_tf.training import artifacts, runner
+from conceptmask_tf.training.concept_sets import (MASK_LEVELS, TrainingConcepts,
+                                                  load_training_concepts)
+from conceptmask_tf.training.config import SegmentationConfig
+from conceptmask_tf.training.summary_images import (Pictures, SummaryExamples, picture_rows,
+                                                    validation_examples)
+
+
+class SegmentationTrainer(keras.Model):
+    """Fits a `SegmentationModel` on attention maps from a frozen stage-2 network.
+
+    Args:
+        segmentation: The network trained; its num_attention_maps must equal
+            len(attention_scales).
+        refinement: Trained stage-2 network with concept_input "ids" (made non-trainable).
+        image_size: S, the side of the training images.
+        attention_scales: Input scales (relative to S) of the attention passes.
+        **kwargs: keras.Model arguments.
+
+    Inputs: the stage-3 pipeline's features {"image": [B, S, S, 3], "concept_id": [B]}.
+    Outputs: mask logits float32 [B, S, S, 1] (the layout of the "mask" targets).
+    """
+
+    def __init__(self, segmentation: SegmentationModel, refinement: RefinementModel,
+                 image_size: int, attention_scales: Sequence[float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if len(attention_scales) != segmentation.num_attention_maps:
+            raise ValueError(f"{len(attention_scales)} attention scales for a segmentation "
+                             f"network with {segmentation.num_attention_maps} inputs")
+        if refinement.concept_input != "ids":
+            raise ValueError("the refinement network must take concept ids")
+        self.segmentation = segmentation
+        self.refinement = refinement
+        self.refinement.trainable = False
+        self.resizers = [ResizeImages(round(scale * image_size), name=f"resize_scale_{i}")
+                         for i, scale in enumerate(attention_scales)]
+        self.mask_loss = MaskLoss()
+        self.built = True  # every weight exists already (BackupAndRestore needs it built)
+
+    def attention_maps(self, image, concept_ids) -> list:
+        """Refined attention [B, K, h_a, w_a] of concept ids [B, K] at each scale (no gradient)."""
+        maps = []
+        for resize in self.resizers:
+            attention = self.refinement({"image": resize(image), "concept_ids": concept_ids},
+                                        training=False)["attention"]
+            maps.append(ops.stop_gradient(attention))
+        return maps
+
+    def call(self, features, training=False):
+        image = features["image"]  # [B, S, S, 3]
+        # int32 again: Keras' symbolic build under MirroredStrategy averages the batch.
+        concept_ids = ops.expand_dims(ops.cast(features["concept_id"], "int32"), 1)  # [B, 1]
+        maps = self.attention_maps(image, concept_ids)
+        logits = self.segmentation({"image": image, **{
+            f"attention_{i}": m for i, m in enumerate(maps)}}, training=training)["logits"]
+        return ops.transpose(logits, (0, 2, 3, 1))  # [B, 1, S, S] -> [B, S, S, 1]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # A keras Loss: already scaled for tf.distribute. No weight regularizers to add.
+        return self.mask_loss(y, y_pred)
+
+
+def train(config: SegmentationConfig,
+          callbacks: Sequence[keras.callbacks.Callback] = (),
+          strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
+    """Trains stage 3 from a stage-2 model dir; writes `<model_dir>/segmentation.keras`.
+
+    Targets: masks (coco/instances_train.json) of strong concepts only (zero-shot never).
+
+    Args:
+        config: The stage-3 configuration.
+        callbacks: Extra Keras callbacks.
+        strategy: Use this tf.distribute strategy instead of creating the configured one
+            (share one between stages run in the same process).
+
+    Returns:
+        The trained `SegmentationModel`, history and paths.
+
+    Raises:
+        FileNotFoundError: The stage-2 model, a concepts file or the COCO file is missing.
+        DataError: Malformed input, or no mask concept is a target.
+        ValueError: Bad settings, or a stage-2 model of another vocabulary.
+    """
+    with runner.training_runtime(config, strategy) as runtime:
+        concepts = load_training_concepts(config.data_root, config.concepts_dir)
+        skips = SkipCounter(config.data_root)
+        masked, index = mask_targets(config, concepts, skips)
+        num_examples = num_segmentation_examples(masked, index)
+        config = runner.resolved_config(config, num_examples, runtime)
+        with runtime.strategy.scope():
+            trainer = build_trainer(config, concepts)
+            trainer.compile(optimizer=runner.make_optimizer(config),
+                            jit_compile=runtime.jit_compile)
+        dataset = segmentation_dataset(
+            config.data_root, masked, index, image_size=config.image_size,
+            batch_size=config.batch_size, training=True, seed=config.seed, flip=config.flip,
+            scale_jitter=config.scale_jitter, check_files=config.check_files, skips=skips,
+            shuffle_buffer=config.shuffle_buffer, repeat=True)
+        examples = validation_examples(config.data_root, MASK_LEVELS, index, config.image_size,
+                                       config.summary_images)
+        pictures = None if examples is None else Pictures(
+            lambda: render_masks(trainer, examples),
+            examples.description("image | attention at the first scale | predicted mask"))
+        return runner.fit_stage(
+            trainer, dataset, config=config, runtime=runtime, stage_model=trainer.segmentation,
+            model_file=artifacts.MODEL_FILES["segmentation"], pictures=pictures,
+            facts={"num_examples": num_examples, "target_concepts": sorted(index),
+                   "attention_sizes": [round(s * config.image_size) for s in config.scales],
+                   "zero_shot_excluded": sorted(concepts.zero_shot)},
+            skips=skips, callbacks=callbacks)
+
+
+def mask_targets(config: SegmentationConfig, concepts: TrainingConcepts, skips: SkipCounter
+                 ) -> tuple[list[MaskedImage], dict[str, int]]:
+    """The images with masks and the mask concepts trained on (-> vocabulary row).
+
+    Raises:
+        FileNotFoundError: No coco/instances_train.json.
+        DataError: Malformed input, or no mask concept is a target.
+    """
+    root = DataRoot(config.data_root)
+    coco_path = root.require(root.coco_instances, "stage 3 (segmentation) training")
+    masked = [image for image in read_coco_instances(coco_path, skips=skips) if image.masks]
+    index = concepts.target_index({m.concept for image in masked for m in image.masks},
+                                  MASK_LEVELS, skips)
+    if not index:
+        raise DataError("no mask concept is a stage-3 target (in concepts.tsv, at level "
+                        f"{' or '.join(MASK_LEVELS)} of splits.json, not zero-shot)",
+                        path=coco_path)
+    return masked, index
+
+
+def build_trainer(config: SegmentationConfig, concepts: TrainingConcepts
+                  ) -> SegmentationTrainer:
+    """A new segmentation network and its trainer around the frozen stage-2 network (call
+    in a strategy scope).
+
+    Raises:
+        FileNotFoundError: No stage-2 model.
+        ValueError: The stage-2 model has another vocabulary size than concepts.tsv.
+    """
+    refinement = artifacts.load_stage_model(config.refinement_model_dir, "refinement")
+    if refinement.vocabulary_size != len(concepts.embeddings.vocabulary):
+        raise ValueError(f"the stage-2 model has {refinement.vocabulary_size} concepts, "
+                         f"concepts.tsv has {len(concepts.embeddings.vocabulary)}")
+    segmentation = SegmentationModel(len(config.scales), config.encoder_widths,
+                                     config.decoder_widths)
+    return SegmentationTrainer(segmentation, refinement, config.image_size, config.scales,
+                               name="segmentation_trainer")
+
+
+def render_masks(trainer: SegmentationTrainer, examples: SummaryExamples) -> np.ndarray:
+    """uint8 [N, S, 3 S, 3] pictures: image | first-scale attention | predicted mask."""
+    images = ops.convert_to_tensor(examples.images)  # Keras refuses dicts mixing numpy
+    ids = ops.convert_to_tensor(examples.concept_ids)  # and tensors
+    attention = trainer.attention_maps(images, ops.expand_dims(ids, 1))[0]
+    features = {"image": images, "concept_id": ids}
+    masks = ops.sigmoid(trainer(features, training=False))[..., 0]  # [N, S, S]
+    return picture_rows(examples.images, ops.convert_to_numpy(attention)[:, 0],
+                        ops.convert_to_numpy(masks))

@@ -1,0 +1,68 @@
+"""Which concepts each stage trains on: zero-shot concepts are never a target."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.tags import TagCorpus, read_tag_corpus
+from conceptmask_tf.data.types import TaggedImage
+from conceptmask_tf.training.concept_sets import (BOX_LEVELS, MASK_LEVELS, NO_TARGET,
+                                                  NOT_A_TARGET, TAG_NOT_IN_VOCABULARY,
+                                                  load_training_concepts, soft_topic_targets)
+
+
+def test_soft_topic_targets_give_zero_shot_tags_no_weight(world):
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    vocabulary = concepts.embeddings.vocabulary
+    zero_shot = sorted(c for c in concepts.zero_shot if c in vocabulary)
+    seen = [c for c in vocabulary.concepts if c not in concepts.zero_shot][:2]
+    assert zero_shot and len(seen) == 2
+    corpus = TagCorpus.from_records([
+        TaggedImage("images/a.jpg", (seen[0], zero_shot[0], "not a concept")),
+        TaggedImage("images/b.jpg", (zero_shot[0], zero_shot[1])),  # nothing left
+        TaggedImage("images/c.jpg", (seen[1],)),
+    ])
+    skips = SkipCounter()
+    paths, targets = soft_topic_targets(corpus, concepts, skips)
+    assert paths == ["images/a.jpg", "images/c.jpg"]
+    vectors, idf = concepts.embeddings.vectors, vocabulary.idf
+    rows = [vocabulary.index(c) for c in seen]
+    # t = sum of idf_i w_i over the image's non-zero-shot vocabulary tags, worked by hand.
+    np.testing.assert_allclose(targets, [idf[rows[0]] * vectors[rows[0]],
+                                         idf[rows[1]] * vectors[rows[1]]], rtol=1e-5)
+    assert skips.counts[NO_TARGET] == 1 and skips.counts[TAG_NOT_IN_VOCABULARY] == 1
+
+
+def test_world_targets_match_the_naive_per_image_soft_topic(world):
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    corpus = read_tag_corpus(f"{world.root}/tags.jsonl", with_images=True)
+    paths, targets = soft_topic_targets(corpus, concepts, SkipCounter())
+    by_path = dict(zip(paths, targets))
+    for n in range(corpus.num_images):
+        tags = corpus.tags_of(n)
+        kept = [t for t in tags if t not in concepts.zero_shot]
+        expected = concepts.embeddings.soft_topic(kept)
+        if not kept:
+            assert str(corpus.images[n]) not in by_path
+        else:
+            np.testing.assert_allclose(by_path[str(corpus.images[n])], expected, rtol=1e-5,
+                                       atol=1e-6)
+
+
+def test_box_and_mask_targets_follow_the_supervision_levels(world):
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    splits = concepts.splits
+    annotated = {*splits["strong"], *splits["weak_box"], *splits["weak_image"],
+                 *splits["zero_shot"], "unknown thing"}
+    skips = SkipCounter()
+    box = concepts.target_index(annotated, BOX_LEVELS, skips)
+    mask = concepts.target_index(annotated, MASK_LEVELS)
+    index_of = concepts.embeddings.vocabulary.index_of
+    assert set(box) == {c for c in (*splits["strong"], *splits["weak_box"]) if c in index_of}
+    assert set(mask) == {c for c in splits["strong"] if c in index_of}
+    assert all(index_of[c] == row for c, row in box.items())
+    assert skips.counts[NOT_A_TARGET] == len(annotated) - len(box)
+    rows = set(concepts.zero_shot_rows().tolist())
+    assert rows == {index_of[c] for c in splits["zero_shot"] if c in index_of} and rows
+    assert not rows & (set(box.values()) | set(mask.values()))

@@ -1,0 +1,56 @@
+"""Strategy, XLA and mixed-precision settings of a run."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from conceptmask_tf.training import embedding, refinement
+from conceptmask_tf.training.config import EmbeddingConfig, RefinementConfig
+from conceptmask_tf.training.strategy import (create_strategy, precision_policy,
+                                              precision_policy_name, resolve_jit_compile)
+from tests.training.conftest import tiny_config
+
+
+def test_multi_worker_is_refused_naming_the_keras_issue():
+    with pytest.raises(NotImplementedError, match="keras issue 20585"):
+        create_strategy("multi_worker")
+    with pytest.raises(ValueError, match="unknown distribution strategy"):
+        create_strategy("horovod")
+
+
+def test_one_device_keeps_xla_and_full_precision():
+    strategy = create_strategy("none")
+    assert strategy.num_replicas_in_sync == 1
+    assert resolve_jit_compile(True, strategy) and not resolve_jit_compile(False, strategy)
+    assert precision_policy_name(False, strategy) == "float32"
+    assert precision_policy_name(True, strategy) == "mixed_bfloat16"  # no GPU here
+
+
+def test_precision_policy_is_restored_after_the_block():
+    before = keras.config.dtype_policy().name
+    with pytest.raises(RuntimeError), precision_policy("mixed_bfloat16"):
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        raise RuntimeError
+    assert keras.config.dtype_policy().name == before
+
+
+@pytest.mark.slow
+def test_xla_step_gives_the_losses_of_the_plain_step(world, stage2):
+    result = refinement.train(tiny_config(RefinementConfig, world, "xla", jit_compile=True,
+                                          epochs=1, summary_images=0, keep_checkpoints=0))
+    assert result.config.jit_compile
+    for key, values in result.history.items():  # same seed and data as the stage2 fixture
+        np.testing.assert_allclose(values[0], stage2.history[key][0], rtol=1e-3, err_msg=key)
+
+
+@pytest.mark.slow
+def test_mixed_precision_trains_in_bfloat16_and_restores_the_policy(world):
+    result = embedding.train(tiny_config(EmbeddingConfig, world, "mixed", mixed_precision=True,
+                                         epochs=2, summary_images=0, keep_checkpoints=0))
+    assert result.model.get_layer("head_dense_0").compute_dtype == "bfloat16"
+    assert result.model.get_layer("head_dense_0").kernel.dtype == "float32"
+    assert np.isfinite(result.history["loss"]).all()
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert keras.config.dtype_policy().name == "float32"

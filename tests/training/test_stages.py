@@ -1,0 +1,170 @@
+"""The three stages train on the tiny world and leave what later steps need.
+
+The stage fixtures (conftest.py) run `train` once each: 4 epochs x 5 steps at 32 px.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.util import event_pb2
+
+from conceptmask_tf.data.boxes import load_box_images
+from conceptmask_tf.data.layout import DataRoot
+from conceptmask_tf.data.pipelines import refinement_dataset
+from conceptmask_tf.training import artifacts, refinement, segmentation
+from conceptmask_tf.training.concept_sets import BOX_LEVELS, load_training_concepts
+from conceptmask_tf.training.config import RefinementConfig, SegmentationConfig, load_config
+from conceptmask_tf.training.strategy import precision_policy
+from tests.training.conftest import COMMON, tiny_config
+
+TOTAL_STEPS = COMMON["epochs"] * COMMON["steps"]
+
+
+def _images(n: int = 3) -> np.ndarray:
+    return np.random.default_rng(0).uniform(0, 255, (n, 32, 32, 3)).astype(np.float32)
+
+
+def _events(directory: str) -> list[event_pb2.Event]:
+    events = []
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        events += [event_pb2.Event.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+    return events
+
+
+def _runtime(model_dir: str) -> dict:
+    with open(os.path.join(model_dir, "config.json")) as f:
+        return json.load(f)["runtime"]
+
+
+def test_stage1_lowers_its_loss_and_leaves_model_config_and_checkpoint(stage1):
+    losses = stage1.history["loss"]
+    assert len(losses) == COMMON["epochs"] and losses[-1] < losses[0]
+    assert stage1.steps == TOTAL_STEPS
+    model_dir = stage1.config.model_dir
+    assert load_config(model_dir) == stage1.config and stage1.config.steps == COMMON["steps"]
+    assert not os.path.exists(os.path.join(model_dir, "backup"))  # deleted after success
+    expected = stage1.model.predict(_images(), verbose=0)
+    loaded = artifacts.load_stage_model(model_dir, "embedding")
+    np.testing.assert_allclose(loaded.predict(_images(), verbose=0), expected, atol=1e-5)
+    # keep_checkpoints=1: only the last epoch's checkpoint, which is the final model.
+    checkpoints = os.listdir(os.path.join(model_dir, "checkpoints"))
+    assert checkpoints == [f"embedding-epoch{COMMON['epochs']:03d}.keras"]
+    checkpoint = keras.saving.load_model(os.path.join(model_dir, "checkpoints",
+                                                      checkpoints[0]))
+    np.testing.assert_allclose(checkpoint.predict(_images(), verbose=0), expected, atol=1e-5)
+
+
+def test_tensorboard_gets_epoch_scalars_and_validation_pictures(stage1, stage3):
+    logs = os.path.join(stage1.config.model_dir, "logs")
+    scalars = [e.step for e in _events(os.path.join(logs, "train"))
+               for v in e.summary.value if v.tag == "epoch_loss"]
+    assert scalars == list(range(COMMON["epochs"]))
+    for result, width in ((stage1, 2 * 32), (stage3, 3 * 32)):
+        pictures = [(e.step, v) for e in _events(os.path.join(result.config.model_dir, "logs",
+                                                                  "images"))
+                    for v in e.summary.value]
+        assert [step for step, _ in pictures] == list(range(COMMON["epochs"]))
+        # An image summary holds [width, height, png...]: 2 examples side by side panels.
+        encoded = tf.make_ndarray(pictures[-1][1].tensor)
+        assert len(encoded) == 2 + COMMON["summary_images"]
+        assert (int(encoded[0]), int(encoded[1])) == (width, 32)
+        assert tf.io.decode_png(encoded[2]).shape == (32, width, 3)
+
+
+def test_stage2_total_is_the_sum_of_its_reported_terms(stage2):
+    history = stage2.history
+    assert set(history) == {"loss", "box_loss", "matching_loss", "spatial_loss"}
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["box_loss"][-1] < history["box_loss"][0]
+    np.testing.assert_allclose(history["loss"], np.sum(
+        [history[k] for k in ("box_loss", "matching_loss", "spatial_loss")], axis=0), rtol=1e-5)
+    assert stage2.steps == TOTAL_STEPS
+    assert load_config(stage2.config.model_dir) == stage2.config
+    loaded = artifacts.load_stage_model(stage2.config.model_dir, "refinement")
+    inputs = {"image": tf.constant(_images()), "concept_ids": tf.constant([[0, 3]] * 3)}
+    np.testing.assert_allclose(loaded(inputs)["logits"], stage2.model(inputs)["logits"],
+                               atol=1e-5)
+
+
+def test_stage2_never_trains_on_zero_shot_concepts(world, stage2):
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    zero_shot_rows = set(concepts.zero_shot_rows().tolist())
+    targets = _runtime(stage2.config.model_dir)["target_concepts"]
+    allowed = {c for level in BOX_LEVELS for c in concepts.splits[level]}
+    assert targets and set(targets) <= allowed and not set(targets) & concepts.zero_shot
+    index = {c: concepts.embeddings.vocabulary.index(c) for c in targets}
+    boxed = load_box_images(DataRoot(world.root))
+    features, _ = next(iter(refinement_dataset(
+        world.root, boxed, index, image_size=32, mask_size=4, max_concepts=6, batch_size=8,
+        training=False)))
+    outputs = stage2.trainer(features)
+    matching = outputs["matching_ids"].numpy()  # [B, N]
+    assert matching.shape == (8, 8)
+    assert not set(matching.ravel().tolist()) & zero_shot_rows
+    spatial = stage2.trainer.spatial_loss.candidate_ids
+    assert len(spatial) and not set(spatial.tolist()) & zero_shot_rows
+    for ids, chosen in zip(features["concept_ids"].numpy(), matching):  # LwF: other concepts
+        assert not set(ids.tolist()) & set(chosen.tolist())
+
+
+def test_stage2_padding_slots_stay_finite_under_float16(world, stage1):
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    config = tiny_config(RefinementConfig, world, "float16")
+    with precision_policy("mixed_float16"):  # the GPU policy of --mixed_precision
+        trainer = refinement.build_trainer(config, concepts)
+        features = {"image": tf.constant(_images(2)),
+                    "concept_ids": tf.constant([[1, -1, -1], [2, 3, -1]])}
+        outputs = trainer(features)
+    for key in ("box_logits", "matching_logits", "spatial_logits"):
+        assert np.isfinite(outputs[key].numpy()).all(), key
+
+
+def test_stage2_leaves_the_stage1_network_it_matches_untouched(stage1, stage2):
+    original = stage2.trainer.original.backbone.get_weights()
+    for before, after in zip(stage1.model.backbone.get_weights(), original):
+        np.testing.assert_array_equal(before, after)
+    tuned = stage2.model.embedding.backbone.get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(original, tuned))  # fine-tuned copy
+
+
+def test_stage3_trains_only_the_segmentation_network_on_strong_concepts(world, stage2, stage3):
+    history = stage3.history
+    assert history["loss"][-1] < history["loss"][0] and stage3.steps == TOTAL_STEPS
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    runtime = _runtime(stage3.config.model_dir)
+    assert set(runtime["target_concepts"]) <= set(concepts.splits["strong"])
+    assert runtime["attention_sizes"] == [32, 64]
+    frozen = stage3.trainer.refinement.get_weights()
+    for before, after in zip(stage2.model.get_weights(), frozen):
+        np.testing.assert_array_equal(before, after)
+    loaded = artifacts.load_stage_model(stage3.config.model_dir, "segmentation")
+    assert loaded.num_attention_maps == 2
+    assert load_config(stage3.config.model_dir) == stage3.config
+
+
+@pytest.mark.slow
+def test_no_neg_trains_without_the_spatial_term(world, stage1):
+    result = refinement.train(tiny_config(RefinementConfig, world, "no_neg", no_neg=True,
+                                          epochs=1, steps=2, summary_images=0))
+    assert set(result.history) == {"loss", "box_loss", "matching_loss"}
+    assert result.trainer.spatial_loss is None
+    np.testing.assert_allclose(result.history["loss"], np.add(result.history["box_loss"],
+                                                              result.history["matching_loss"]),
+                               rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_single_att_trains_with_one_attention_scale(world, stage2):
+    result = segmentation.train(tiny_config(SegmentationConfig, world, "single_att",
+                                            single_att=True, epochs=1, steps=2,
+                                            summary_images=0))
+    assert result.model.num_attention_maps == 1
+    assert _runtime(result.config.model_dir)["attention_sizes"] == [32]
+    assert np.isfinite(result.history["loss"]).all()
