@@ -75,7 +75,8 @@ def top_eigenpairs(matrix: np.ndarray, k: int, method: str = "auto", tol: float 
         k: Number of eigenpairs, 1 <= k <= V.
         method: "dense", "krylov" or "auto" (dense when V <= DENSE_MAX_SIZE).
         tol: Krylov convergence: every relative residual <= tol (float32 reaches ~1e-5).
-        block: Krylov block size (default k + max(16, k // 8)).
+        block: Krylov block size (default k + max(16, k // 4): extra "guard" vectors
+            widen the gap that limits convergence at the k-th eigenvalue).
         depth: Krylov blocks added per restart cycle.
         max_cycles: Restart cycles before giving up (the result then says how far it got).
         seed: Seed of the random start block.
@@ -95,7 +96,7 @@ def top_eigenpairs(matrix: np.ndarray, k: int, method: str = "auto", tol: float 
     if method == "dense":
         result = _dense(matrix, k)
     elif method == "krylov":
-        block = min(block or k + max(16, k // 8), v)
+        block = min(block or k + max(16, k // 4), v)
         if block < k:
             raise ValueError(f"block ({block}) must be >= k ({k})")
         result = _block_krylov(matrix, k, block, depth, tol, max_cycles, seed, progress)
