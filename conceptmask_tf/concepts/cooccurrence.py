@@ -8,10 +8,10 @@ path took 173 s at the paper's scale, DESIGN.md §9). Here:
 * Each unordered pair of tags of an image is visited once: the tag at the earlier position
   of the image's list gives the row, the later one the column. One symmetrisation at the end
   completes C. That is half the work of X^T X.
-* C is filled row by row (Gustavson's row-wise product): an inverted index (the positions
-  of each concept, from stable sorts of chunks of the ids) lists the occurrences of a concept; the
-  later tags of their images are gathered with a vectorised ragged index and counted by
-  ``np.bincount`` into one cache-resident row. A concept with many pairs is done in slices
+* C is filled row by row (Gustavson's row-wise product): an inverted index (stable radix
+  sorts of chunks of the ids) lists the positions of a concept; the later tags of their
+  images are gathered with a vectorised ragged index and counted by ``np.bincount`` into
+  one cache-resident row. A concept with many pairs is done in slices
   of about `block_pairs` pairs, so every temporary stays small.
 * Rows are independent, so worker threads fill different rows: the numpy calls on the
   hot path (cumsum, fancy indexing, bincount) release the GIL.

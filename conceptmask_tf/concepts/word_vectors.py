@@ -57,7 +57,7 @@ def concept_vectors_from_corpus(corpus: TagCorpus, dim: int, min_count: int = 1,
 
     Args:
         corpus: Images and their tags.
-        dim: D, the vector dimension. When D >= V it is clamped to V with a warning (the
+        dim: D, the vector dimension. When D > V it is clamped to V with a warning (the
             PMI matrix has only V eigenpairs).
         min_count: Concepts held by fewer images are dropped (N still counts every image).
         eigen_method: "auto", "dense" or "krylov" (see `eigen.top_eigenpairs`).

@@ -368,7 +368,9 @@ def _iter_line_chunks(path: str, chunk_bytes: int) -> Iterator[_Chunk]:
             if cut == 0:
                 carry += block
                 continue
-            data = carry + block[:cut] if carry else block[:cut] if cut < len(block) else block
+            data = block if cut == len(block) else block[:cut]
+            if carry:
+                data = carry + data
             carry = block[cut:]
             line_ends = data.count(b"\n")
             yield _Chunk(data, first_line, line_ends)
@@ -503,6 +505,8 @@ def read_oi_label_corpus(labels_csv: str, descriptions_csv: str,
             column_types={"ImageID": pa.string(), "LabelName": pa.string(),
                           "Confidence": pa.float64()}))
     except pa.ArrowInvalid:
+        table = None
+    if table is None or table.column("Confidence").null_count:
         # Let the row reader name the bad row.
         return TagCorpus.from_records(read_oi_image_labels(labels_csv, descriptions_csv,
                                                            skips, image_ext))

@@ -178,10 +178,11 @@ def test_oi_labels_keep_present_labels_and_agree_between_paths(tmp_path):
 
 
 @pytest.mark.parametrize("reader", [tags.read_oi_image_labels, tags.read_oi_label_corpus])
-def test_oi_labels_bad_confidence_or_header_raise(tmp_path, reader):
-    path, descriptions = _write_oi(tmp_path, OI_LABELS.replace("imgB,verification,/m/03,1",
-                                                               "imgB,verification,/m/03,yes"))
-    with pytest.raises(DataError, match="Confidence 'yes'") as info:
+@pytest.mark.parametrize("confidence", ["yes", ""])
+def test_oi_labels_bad_confidence_or_header_raise(tmp_path, reader, confidence):
+    path, descriptions = _write_oi(tmp_path, OI_LABELS.replace(
+        "imgB,verification,/m/03,1", f"imgB,verification,/m/03,{confidence}"))
+    with pytest.raises(DataError, match=f"Confidence '{confidence}'") as info:
         reader(path, descriptions)
     assert info.value.record == "row 4"
     path, descriptions = _write_oi(tmp_path, "ImageID,Source,Label,Confidence\n")
