@@ -57,7 +57,9 @@ class NearestSupervisedConcept(keras.layers.Layer):
                             l2_normalize(self.supervised_vectors))  # [B, K, P]
         nearest = ops.argmax(cosine, axis=-1)  # [B, K]
         neighbours = ops.take(self.supervised_vectors, nearest, axis=0)  # [B, K, D]
-        is_supervised = ops.cast(ops.max(cosine, axis=-1) >= 1.0 - self.tolerance, "float32")
+        # The cosine at the argmax, not ops.max: keras' TF max refuses empty tensors (K = 0).
+        best = ops.take_along_axis(cosine, ops.expand_dims(nearest, -1), axis=-1)[..., 0]
+        is_supervised = ops.cast(best >= 1.0 - self.tolerance, "float32")  # [B, K]
         return neighbours, is_supervised
 
     def compute_output_spec(self, concept_vectors):

@@ -20,6 +20,13 @@ def test_nearest_supervised_concept_by_hand():
     assert layer.trainable_weights == []
 
 
+def test_nearest_supervised_concept_accepts_zero_concepts():
+    layer = NearestSupervisedConcept(2, 2, np.eye(2, dtype=np.float32))
+    neighbours, is_supervised = layer(np.zeros((1, 0, 2), np.float32))
+    assert tuple(neighbours.shape) == (1, 0, 2)
+    assert tuple(is_supervised.shape) == (1, 0)
+
+
 def test_weak_blend_by_hand():
     # K = 2; concept 0 weak, concept 1 supervised; theta 0.25.
     own = np.array([[[[0.8]], [[0.6]]]], np.float32)  # [1, 2, 1, 1]
