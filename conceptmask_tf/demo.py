@@ -149,10 +149,15 @@ def _world_matches(data_root: str, world: WorldConfig) -> bool:
 _STAMP = "demo_stamp.json"
 
 
+def _stamp(data_root: str, dim: int) -> dict:
+    """What the concept vectors were built from: a rerun reuses them only if it matches."""
+    return {"data_root": os.path.abspath(data_root), "dim": dim,
+            "world_mtime": os.path.getmtime(os.path.join(data_root, "world.json"))}
+
+
 def _write_stamp(concepts_dir: str, data_root: str, dim: int) -> None:
     with open(os.path.join(concepts_dir, _STAMP), "w") as f:
-        json.dump({"data_root": os.path.abspath(data_root), "dim": dim,
-                   "world_mtime": os.path.getmtime(os.path.join(data_root, "world.json"))}, f)
+        json.dump(_stamp(data_root, dim), f)
 
 
 def _concepts_match(concepts_dir: str, data_root: str, dim: int) -> bool:
@@ -160,6 +165,4 @@ def _concepts_match(concepts_dir: str, data_root: str, dim: int) -> bool:
     if not os.path.exists(stamp):
         return False
     with open(stamp) as f:
-        saved = json.load(f)
-    return saved == {"data_root": os.path.abspath(data_root), "dim": dim,
-                     "world_mtime": os.path.getmtime(os.path.join(data_root, "world.json"))}
+        return json.load(f) == _stamp(data_root, dim)

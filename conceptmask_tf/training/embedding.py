@@ -57,9 +57,7 @@ def train(config: EmbeddingConfig,
         config = runner.resolved_config(config, len(paths), runtime)
         dataset = embedding_dataset(
             config.data_root, paths, targets, image_size=config.image_size,
-            batch_size=config.batch_size, training=True, seed=config.seed, flip=config.flip,
-            scale_jitter=config.scale_jitter, check_files=config.check_files, skips=skips,
-            shuffle_buffer=config.shuffle_buffer, repeat=True)
+            **runner.training_input_options(config, skips))
         with runtime.strategy.scope():
             model = EmbeddingModel(config.backbone, concepts.embeddings.dim,
                                    hidden_dims=config.hidden_dims,

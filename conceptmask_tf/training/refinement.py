@@ -203,9 +203,7 @@ def train(config: RefinementConfig,
         dataset = refinement_dataset(
             config.data_root, boxed, index, image_size=config.image_size,
             mask_size=mask_size, max_concepts=config.max_concepts,
-            batch_size=config.batch_size, training=True, seed=config.seed, flip=config.flip,
-            scale_jitter=config.scale_jitter, check_files=config.check_files, skips=skips,
-            shuffle_buffer=config.shuffle_buffer, repeat=True)
+            **runner.training_input_options(config, skips))
         examples = validation_examples(config.data_root, BOX_LEVELS, index, config.image_size,
                                        config.summary_images)
         pictures = None if examples is None else Pictures(

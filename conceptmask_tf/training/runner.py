@@ -118,6 +118,17 @@ def make_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(config.learning_rate)
 
 
+def training_input_options(config: TrainingConfig, skips: SkipCounter) -> dict[str, Any]:
+    """Keyword arguments every stage's training pipeline takes from the config.
+
+    One place, so the three stages shuffle, augment, check files and repeat alike.
+    """
+    return {"batch_size": config.batch_size, "training": True, "seed": config.seed,
+            "flip": config.flip, "scale_jitter": config.scale_jitter,
+            "check_files": config.check_files, "skips": skips,
+            "shuffle_buffer": config.shuffle_buffer, "repeat": True}
+
+
 def resolve_steps(config: TrainingConfig, num_examples: int) -> int:
     """Steps per epoch: `config.steps`, else one pass over the examples (full batches).
 

@@ -122,9 +122,7 @@ def train(config: SegmentationConfig,
                             jit_compile=runtime.jit_compile)
         dataset = segmentation_dataset(
             config.data_root, masked, index, image_size=config.image_size,
-            batch_size=config.batch_size, training=True, seed=config.seed, flip=config.flip,
-            scale_jitter=config.scale_jitter, check_files=config.check_files, skips=skips,
-            shuffle_buffer=config.shuffle_buffer, repeat=True)
+            **runner.training_input_options(config, skips))
         examples = validation_examples(config.data_root, MASK_LEVELS, index, config.image_size,
                                        config.summary_images)
         pictures = None if examples is None else Pictures(
