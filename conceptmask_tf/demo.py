@@ -1,7 +1,9 @@
-"""The main job on the embedded default: concept world -> concept vectors -> what they show.
+"""The main job on the embedded default: concept world -> `conceptmask-pipeline` on it.
 
-`conceptmask-demo` calls `run_demo`. Each step is skipped when its output already exists (a
-rerun resumes), so an interrupted demo costs only the unfinished step.
+`conceptmask-demo` calls `run_demo`: it generates the concept world (unless the same one is
+there already), runs the whole pipeline on it (concept vectors, the three stages and their
+ablations, evaluation with the paper's tables), and adds a preview of the world and the
+nearest concepts in word space. Finished steps are skipped, so a rerun resumes.
 """
 
 from __future__ import annotations
@@ -10,20 +12,19 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Callable
 
 import numpy as np
 
 from conceptmask_tf import visualization
-from conceptmask_tf.concepts import build
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.data import coco, splits
 from conceptmask_tf.data.images import load_image
 from conceptmask_tf.data.layout import SPLITS, DataRoot
 from conceptmask_tf.data.world import WorldConfig, generate_world
+from conceptmask_tf.pipeline import PipelineConfig, PipelineResult, announce_line, run_pipeline
 
 WORLD_DIR = "data"
-CONCEPTS_DIR = "concepts"
-REPORT_DIR = "report"
 PREVIEW_FILE = "world_preview.png"
 NEIGHBOURS_FILE = "neighbours.json"
 
@@ -34,7 +35,7 @@ class DemoResult:
 
     work_dir: str
     data_root: str
-    concepts_dir: str
+    pipeline: PipelineResult
     preview: str
     neighbours: str
     text: str
@@ -54,26 +55,28 @@ def nearest_concepts(embeddings: ConceptEmbeddings, concept: str, k: int = 5) ->
     return [(names[i], float(cosine[i])) for i in order if names[i] != concept][:k]
 
 
-def run_demo(work_dir: str, world: WorldConfig, dim: int, overwrite: bool = False,
-             progress: bool = True) -> DemoResult:
-    """Generates the concept world and its concept vectors under `work_dir`, then reports.
+def run_demo(work_dir: str, world: WorldConfig, dim: int = 32, overwrite: bool = False,
+             progress: bool = True, pipeline_options: dict | None = None,
+             announce: Callable[[str], None] = announce_line) -> DemoResult:
+    """Generates the concept world under `work_dir/data` and runs the pipeline on it.
 
     Args:
-        work_dir: Output folder: `data/` (the data root), `concepts/`, `report/`.
+        work_dir: Output folder: `data/` (the data root) and the pipeline's work dir
+            layout (`concepts/`, `models/`, `report/`).
         world: Concept-world configuration.
         dim: Word-vector dimension.
         overwrite: Regenerate every step even if its output exists.
         progress: Progress bars on stderr.
+        pipeline_options: Other `PipelineConfig` fields (e.g. max_eval_images, stage_flags).
+        announce: Called with a line before each step.
 
     Returns:
         What was written, with a human-readable summary.
     """
     data_root = os.path.join(work_dir, WORLD_DIR)
-    concepts_dir = os.path.join(work_dir, CONCEPTS_DIR)
-    report_dir = os.path.join(work_dir, REPORT_DIR)
     lines = []
-
     if overwrite or not _world_matches(data_root, world):
+        announce("concept world ...")
         if os.path.exists(data_root):
             shutil.rmtree(data_root)
         summary = generate_world(world, data_root, progress=progress)
@@ -81,40 +84,49 @@ def run_demo(work_dir: str, world: WorldConfig, dim: int, overwrite: bool = Fals
     else:
         lines.append(f"concept world: reusing {data_root} (same configuration)")
 
-    if overwrite or not _concepts_match(concepts_dir, data_root, dim):
-        root = DataRoot(data_root)
-        result = build.build_concepts(root.tags, concepts_dir, dim, data_root=data_root,
-                                      overlap_source="both", progress=progress)
-        _write_stamp(concepts_dir, data_root, dim)
-        lines.append(result.text())
-    else:
-        lines.append(f"concept vectors: reusing {concepts_dir}")
+    config = PipelineConfig(data_root=data_root, work_dir=work_dir, preset="world", dim=dim,
+                            overwrite=overwrite, progress=progress,
+                            **(pipeline_options or {}))
+    result = run_pipeline(config, announce=announce)
 
-    os.makedirs(report_dir, exist_ok=True)
-    embeddings = ConceptEmbeddings.load(concepts_dir)
+    os.makedirs(config.report_dir, exist_ok=True)
+    embeddings = ConceptEmbeddings.load(config.concepts_dir)
     level = splits.read_splits(DataRoot(data_root).splits)
     neighbours = {}
     for split in SPLITS:
         for concept in level[split][:2]:
             neighbours[concept] = {"split": split,
                                    "nearest": nearest_concepts(embeddings, concept)}
-    neighbours_path = os.path.join(report_dir, NEIGHBOURS_FILE)
+    neighbours_path = os.path.join(config.report_dir, NEIGHBOURS_FILE)
     with open(neighbours_path, "w") as f:
         json.dump(neighbours, f, indent=1)
     lines.append("nearest concepts in word-vector space (cosine):")
     for concept, entry in neighbours.items():
         near = ", ".join(f"{n} {c:.2f}" for n, c in entry["nearest"])
         lines.append(f"  {concept!r} ({entry['split']}): {near}")
-
-    preview_path = os.path.join(report_dir, PREVIEW_FILE)
+    preview_path = os.path.join(config.report_dir, PREVIEW_FILE)
     write_world_preview(DataRoot(data_root), preview_path)
-    lines += ["", "wrote:",
+    if result.report is not None:
+        from conceptmask_tf.evaluation.report import targets_check
+        lines += ["", "segmentation IoU (full model | concept-blind baseline):"]
+        segmentation = result.report["segmentation"]
+        for split in SPLITS:
+            full = segmentation["full"][split]["iou"]
+            blind = segmentation["concept_blind"][split]["iou"]
+            lines.append(f"  {split:<11} {_number(full)} | {_number(blind)}")
+        targets = targets_check(result.report)
+        met = sum(ok for _, ok, _ in targets)
+        lines.append(f"targets met: {met} of {len(targets)} (see the report's Targets section)")
+    lines += ["", result.text(),
               f"  data root          {data_root}",
-              f"  concept vectors    {concepts_dir} (concepts.tsv, word_vectors.npy, overlap.npz)",
               f"  world preview      {preview_path}",
               f"  nearest concepts   {neighbours_path}"]
-    return DemoResult(work_dir, data_root, concepts_dir, preview_path, neighbours_path,
+    return DemoResult(work_dir, data_root, result, preview_path, neighbours_path,
                       "\n".join(lines))
+
+
+def _number(value: float | None) -> str:
+    return "  –  " if value is None else f"{value:.3f}"
 
 
 def write_world_preview(root: DataRoot, path: str, per_split: int = 4) -> None:
@@ -144,25 +156,3 @@ def _world_matches(data_root: str, world: WorldConfig) -> bool:
         return False
     with open(description) as f:
         return json.load(f).get("config") == dataclasses.asdict(world)
-
-
-_STAMP = "demo_stamp.json"
-
-
-def _stamp(data_root: str, dim: int) -> dict:
-    """What the concept vectors were built from: a rerun reuses them only if it matches."""
-    return {"data_root": os.path.abspath(data_root), "dim": dim,
-            "world_mtime": os.path.getmtime(os.path.join(data_root, "world.json"))}
-
-
-def _write_stamp(concepts_dir: str, data_root: str, dim: int) -> None:
-    with open(os.path.join(concepts_dir, _STAMP), "w") as f:
-        json.dump(_stamp(data_root, dim), f)
-
-
-def _concepts_match(concepts_dir: str, data_root: str, dim: int) -> bool:
-    stamp = os.path.join(concepts_dir, _STAMP)
-    if not os.path.exists(stamp):
-        return False
-    with open(stamp) as f:
-        return json.load(f) == _stamp(data_root, dim)

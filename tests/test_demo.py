@@ -14,18 +14,51 @@ from conceptmask_tf.data.world import WorldConfig
 
 TINY = WorldConfig(seed=5, num_images=60, image_size=64, num_eval_images=12,
                    min_eval_positives=2)
+# The world presets at toy sizes: one epoch each on 60 images of 64 px.
+TINY_STAGES = {
+    "embedding": ["--epochs=1", "--batch_size=8", "--image_size=64", "--hidden_dims=16,16",
+                  "--summary_images=0"],
+    "refinement": ["--epochs=1", "--batch_size=4", "--image_size=64", "--hidden_dim=8",
+                   "--matching_top_n=4", "--summary_images=0"],
+    "segmentation": ["--epochs=1", "--batch_size=4", "--image_size=64",
+                     "--encoder_widths=8,8,8,8", "--decoder_widths=8,8,8",
+                     "--summary_images=0"],
+}
+TINY_PIPELINE = {"stage_flags": TINY_STAGES, "max_eval_images": 4, "calibration_images": 4}
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     work = str(tmp_path_factory.mktemp("demo"))
-    return demo.run_demo(work, TINY, dim=8, progress=False)
+    return demo.run_demo(work, TINY, dim=8, progress=False, pipeline_options=TINY_PIPELINE,
+                         announce=lambda _: None)
 
 
+@pytest.mark.slow
+def test_demo_trains_every_stage_and_writes_a_valid_report(first_run):
+    from conceptmask_tf.evaluation.report import validate_report
+
+    config = first_run.pipeline.config
+    assert first_run.pipeline.steps == {
+        "concepts": "done", "embedding": "trained", "refinement": "trained",
+        "refinement_no_neg": "trained", "segmentation": "trained",
+        "segmentation_single_att": "trained", "evaluate": "done"}
+    with open(os.path.join(config.report_dir, "report.json")) as f:
+        report = json.load(f)
+    validate_report(report)
+    # Every variant was measured on the strong split (no null from a missing model dir).
+    for variant in ("full", "no_neg", "single_att", "concept_blind"):
+        assert report["segmentation"][variant]["strong"]["images"] > 0
+    assert {"train_embedding", "train_segmentation_single_att"} <= set(report["timing_s"])
+    assert os.path.getsize(os.path.join(config.report_dir, "report.md")) > 1000
+    assert os.path.join(config.report_dir, "report.md") in first_run.text
+
+
+@pytest.mark.slow
 def test_demo_writes_world_vectors_and_report(first_run):
-    embeddings = ConceptEmbeddings.load(first_run.concepts_dir)
+    embeddings = ConceptEmbeddings.load(first_run.pipeline.config.concepts_dir)
     assert embeddings.vectors.shape[1] == 8
-    assert os.path.exists(os.path.join(first_run.concepts_dir, "overlap.npz"))
+    assert os.path.exists(os.path.join(first_run.pipeline.config.concepts_dir, "overlap.npz"))
     assert os.path.getsize(first_run.preview) > 1000
     with open(first_run.neighbours) as f:
         neighbours = json.load(f)
@@ -36,15 +69,20 @@ def test_demo_writes_world_vectors_and_report(first_run):
         cosines = [c for _, c in entry["nearest"]]
         assert len(cosines) == 5 and cosines == sorted(cosines, reverse=True)
         assert concept not in [n for n, _ in entry["nearest"]]
-    for path in (first_run.data_root, first_run.concepts_dir, first_run.preview):
+    for path in (first_run.data_root, first_run.pipeline.config.concepts_dir,
+                 first_run.preview):
         assert path in first_run.text
 
 
+@pytest.mark.slow
 def test_rerun_reuses_finished_steps(first_run):
-    vectors_path = os.path.join(first_run.concepts_dir, "word_vectors.npy")
+    vectors_path = os.path.join(first_run.pipeline.config.concepts_dir, "word_vectors.npy")
     before = os.path.getmtime(vectors_path)
-    again = demo.run_demo(first_run.work_dir, TINY, dim=8, progress=False)
+    again = demo.run_demo(first_run.work_dir, TINY, dim=8, progress=False,
+                          pipeline_options={**TINY_PIPELINE, "evaluate": False},
+                          announce=lambda _: None)
     assert "reusing" in again.text
+    assert set(again.pipeline.steps.values()) == {"reused"}
     assert os.path.getmtime(vectors_path) == before
 
 

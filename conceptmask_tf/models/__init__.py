@@ -15,8 +15,10 @@ from conceptmask_tf.models.concept_decoder_block import ConceptDecoderBlock
 from conceptmask_tf.models.concept_mask import ConceptMask
 from conceptmask_tf.models.concept_refinement import ConceptRefinement
 from conceptmask_tf.models.embedding_model import EmbeddingModel
-from conceptmask_tf.models.fully_convolutional_embedding import (FullyConvolutionalEmbedding,
-                                                                 to_fully_convolutional)
+from conceptmask_tf.models.fully_convolutional_embedding import (
+                                                                 FullyConvolutionalEmbedding,
+                                                                 to_fully_convolutional,
+)
 from conceptmask_tf.models.nearest_supervised_concept import NearestSupervisedConcept
 from conceptmask_tf.models.normalize_attention import NormalizeAttention
 from conceptmask_tf.models.pixel_preprocessing import PixelPreprocessing

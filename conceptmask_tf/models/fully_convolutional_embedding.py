@@ -9,7 +9,7 @@ from typing import Any
 import keras
 
 from conceptmask_tf.models.backbone import output_stride
-from conceptmask_tf.models.embedding_model import EmbeddingModel
+from conceptmask_tf.models.embedding_model import POOLINGS, EmbeddingModel
 
 
 @keras.saving.register_keras_serializable(package="conceptmask_tf")
@@ -23,9 +23,13 @@ class FullyConvolutionalEmbedding(keras.Model):
     the head applied to the global average of f (a 1x1 map), which is the original
     network's output, used for image-level presence scores.
 
-    The head's BatchNorm layers are frozen by default (`train_head_batch_norm=False`):
-    fine-tuning in stage 2 would otherwise re-estimate statistics of per-location
-    features with the ones of pooled features that the head was trained on.
+    With `pooling="after_head"` (see `EmbeddingModel`) the head already ran per
+    location in training, and `embedding` is the average of the embedding map.
+
+    With `pooling="before_head"` (the paper's order) the head's BatchNorm layers should
+    stay frozen (`train_head_batch_norm=False`): fine-tuning in stage 2 would otherwise
+    re-estimate statistics of per-location features with the ones of pooled features
+    that the head was trained on.
 
     Build one from a trained `EmbeddingModel` with `to_fully_convolutional`.
 
@@ -34,6 +38,7 @@ class FullyConvolutionalEmbedding(keras.Model):
         embedding_dim: D.
         hidden_dims: Widths of the fc layers before the last one.
         final_relu: ReLU after the last BatchNorm (see `EmbeddingModel`).
+        pooling: Where the trained network pooled ("after_head" or "before_head").
         train_head_batch_norm: Let the head's BatchNorm layers train (update statistics).
         **kwargs: keras.Model arguments (name, trainable).
 
@@ -44,7 +49,10 @@ class FullyConvolutionalEmbedding(keras.Model):
 
     def __init__(self, backbone: keras.Model, embedding_dim: int,
                  hidden_dims: Sequence[int] = (1024, 1024), final_relu: bool = False,
-                 train_head_batch_norm: bool = False, **kwargs: Any) -> None:
+                 train_head_batch_norm: bool = True, pooling: str = "after_head",
+                 **kwargs: Any) -> None:
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         hidden_dims = tuple(int(d) for d in hidden_dims)
         widths = (*hidden_dims, embedding_dim)
         convs = [keras.layers.Conv2D(units, 1, use_bias=False, name=f"head_conv_{i}")
@@ -62,9 +70,13 @@ class FullyConvolutionalEmbedding(keras.Model):
 
         image = keras.Input(shape=backbone.input_shape[1:], name="image")
         features = backbone(image)  # [B, h, w, C]
-        pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(features)
-        embedding = keras.layers.Reshape((embedding_dim,), name="embedding")(head(pooled))
-        outputs = {"embedding_map": head(features), "embedding": embedding}
+        embedding_map = head(features)  # [B, h, w, D]
+        if pooling == "after_head":
+            embedding = keras.layers.GlobalAveragePooling2D(name="pool")(embedding_map)
+        else:
+            pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(features)
+            embedding = keras.layers.Reshape((embedding_dim,), name="embedding")(head(pooled))
+        outputs = {"embedding_map": embedding_map, "embedding": embedding}
         super().__init__(inputs=image, outputs=outputs, **kwargs)
         for norm in norms:
             norm.trainable = train_head_batch_norm
@@ -73,6 +85,7 @@ class FullyConvolutionalEmbedding(keras.Model):
         self.hidden_dims = hidden_dims
         self.final_relu = bool(final_relu)
         self.train_head_batch_norm = bool(train_head_batch_norm)
+        self.pooling = pooling
 
     @property
     def output_stride(self) -> int:
@@ -88,7 +101,8 @@ class FullyConvolutionalEmbedding(keras.Model):
         return {"backbone": keras.layers.serialize(self.backbone),
                 "embedding_dim": self.embedding_dim, "hidden_dims": list(self.hidden_dims),
                 "final_relu": self.final_relu,
-                "train_head_batch_norm": self.train_head_batch_norm, "name": self.name,
+                "train_head_batch_norm": self.train_head_batch_norm,
+                "pooling": self.pooling, "name": self.name,
                 "trainable": self.trainable}
 
     @classmethod
@@ -99,7 +113,7 @@ class FullyConvolutionalEmbedding(keras.Model):
         return cls(**config)
 
 
-def to_fully_convolutional(model: EmbeddingModel, train_head_batch_norm: bool = False,
+def to_fully_convolutional(model: EmbeddingModel, train_head_batch_norm: bool | None = None,
                            name: str = "fully_convolutional_embedding"
                            ) -> FullyConvolutionalEmbedding:
     """Converts a trained stage-1 model into its fully-convolutional form.
@@ -109,7 +123,8 @@ def to_fully_convolutional(model: EmbeddingModel, train_head_batch_norm: bool = 
 
     Args:
         model: The trained embedding network.
-        train_head_batch_norm: See `FullyConvolutionalEmbedding`.
+        train_head_batch_norm: See `FullyConvolutionalEmbedding`; None = True exactly when
+            the model pooled after its head (its statistics are per-location ones).
         name: Name of the new model.
 
     Returns:
@@ -117,8 +132,11 @@ def to_fully_convolutional(model: EmbeddingModel, train_head_batch_norm: bool = 
     """
     backbone = keras.layers.deserialize(keras.layers.serialize(model.backbone))
     backbone.set_weights(model.backbone.get_weights())
+    if train_head_batch_norm is None:
+        train_head_batch_norm = model.pooling == "after_head"
     fcn = FullyConvolutionalEmbedding(backbone, model.embedding_dim, model.hidden_dims,
-                                      model.final_relu, train_head_batch_norm, name=name)
+                                      model.final_relu, train_head_batch_norm,
+                                      pooling=model.pooling, name=name)
     for (dense, dense_bn), (conv, conv_bn) in zip(model.head_layers(), fcn.head_layers()):
         kernel = keras.ops.convert_to_numpy(dense.kernel)  # [C_in, C_out]
         conv.kernel.assign(kernel.reshape(1, 1, *kernel.shape))

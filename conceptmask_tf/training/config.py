@@ -112,6 +112,10 @@ class EmbeddingConfig(TrainingConfig):
                                                         "last one.")
     final_relu: bool = _field(False, "ReLU after the last fc layer too (the paper's literal "
                                      "head; see EmbeddingModel).")
+    pooling: str = _field("after_head", "Average the per-location embeddings (after_head, "
+                                        "localises from scratch) or pool before the fc "
+                                        "layers (before_head, the paper's order); see "
+                                        "EmbeddingModel.", choices=("after_head", "before_head"))
 
     stage: typing.ClassVar[str] = "embedding"
 
@@ -172,6 +176,8 @@ class SegmentationConfig(TrainingConfig):
                                                                 "encoder stages.")
     decoder_widths: tuple[int, ...] = _field((64, 32, 16), "Channels of the three decoder "
                                                            "blocks.")
+    positive_weight: float = _field(1.0, "Weight of mask pixels in the mask loss (see "
+                                         "MaskLoss; 1 = plain cross-entropy).")
 
     stage: typing.ClassVar[str] = "segmentation"
 
@@ -188,6 +194,8 @@ class SegmentationConfig(TrainingConfig):
             problems.append(f"attention_scales must be positive, got {self.attention_scales}")
         if len(self.encoder_widths) != 4 or len(self.decoder_widths) != 3:
             problems.append("need 4 encoder_widths and 3 decoder_widths")
+        if self.positive_weight <= 0:
+            problems.append(f"positive_weight must be > 0, got {self.positive_weight}")
         return problems
 
 

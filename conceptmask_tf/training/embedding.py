@@ -61,7 +61,7 @@ def train(config: EmbeddingConfig,
         with runtime.strategy.scope():
             model = EmbeddingModel(config.backbone, concepts.embeddings.dim,
                                    hidden_dims=config.hidden_dims,
-                                   final_relu=config.final_relu,
+                                   final_relu=config.final_relu, pooling=config.pooling,
                                    backbone_weights=config.backbone_weights)
             model.compile(optimizer=runner.make_optimizer(config), loss=CosineEmbeddingLoss(),
                           jit_compile=runtime.jit_compile)

@@ -44,6 +44,7 @@ class SegmentationTrainer(keras.Model):
         refinement: Trained stage-2 network with concept_input "ids" (made non-trainable).
         image_size: S, the side of the training images.
         attention_scales: Input scales (relative to S) of the attention passes.
+        positive_weight: See `MaskLoss`.
         **kwargs: keras.Model arguments.
 
     Inputs: the stage-3 pipeline's features {"image": [B, S, S, 3], "concept_id": [B]}.
@@ -51,7 +52,8 @@ class SegmentationTrainer(keras.Model):
     """
 
     def __init__(self, segmentation: SegmentationModel, refinement: RefinementModel,
-                 image_size: int, attention_scales: Sequence[float], **kwargs: Any) -> None:
+                 image_size: int, attention_scales: Sequence[float],
+                 positive_weight: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if len(attention_scales) != segmentation.num_attention_maps:
             raise ValueError(f"{len(attention_scales)} attention scales for a segmentation "
@@ -63,7 +65,7 @@ class SegmentationTrainer(keras.Model):
         self.refinement.trainable = False
         self.resizers = [ResizeImages(round(scale * image_size), name=f"resize_scale_{i}")
                          for i, scale in enumerate(attention_scales)]
-        self.mask_loss = MaskLoss()
+        self.mask_loss = MaskLoss(positive_weight)
         self.built = True  # every weight exists already (BackupAndRestore needs it built)
 
     def attention_maps(self, image, concept_ids) -> list:
@@ -173,6 +175,7 @@ def build_trainer(config: SegmentationConfig, concepts: TrainingConcepts
     segmentation = SegmentationModel(len(config.scales), config.encoder_widths,
                                      config.decoder_widths)
     return SegmentationTrainer(segmentation, refinement, config.image_size, config.scales,
+                               positive_weight=config.positive_weight,
                                name="segmentation_trainer")
 
 

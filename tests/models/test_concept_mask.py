@@ -6,8 +6,13 @@ import pytest
 import tensorflow as tf
 
 from conceptmask_tf.models import ConceptMask, PresenceScore
-from tests.models.tiny import (assert_same_outputs, images, refinement_model, segmentation_model,
-                               word_vectors)
+from tests.models.tiny import (
+    assert_same_outputs,
+    images,
+    refinement_model,
+    segmentation_model,
+    word_vectors,
+)
 
 SIZE = 32
 SCALES = (1.0, 1.5)

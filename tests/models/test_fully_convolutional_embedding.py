@@ -18,15 +18,28 @@ What the tests prove, together:
 4. `test_pooled_output_is_the_original_embedding`: the pooled output equals e for any
    image.
 BN statistics are randomised first, so an identity BN cannot hide a wrong conversion.
+Each holds for both head orders (`pooling`: the paper's pool-then-fc and the default
+fc-per-location-then-pool).
 """
 
 import keras
 import numpy as np
+import pytest
 
-from conceptmask_tf.models import (EmbeddingModel, FullyConvolutionalEmbedding, PixelPreprocessing,
-                                   to_fully_convolutional)
-from tests.models.tiny import (DIM, assert_same_outputs, embedding_model, images,
-                               randomize_batch_norm)
+from conceptmask_tf.models import (
+    EmbeddingModel,
+    FullyConvolutionalEmbedding,
+    PixelPreprocessing,
+    to_fully_convolutional,
+)
+from conceptmask_tf.models.embedding_model import POOLINGS
+from tests.models.tiny import (
+    DIM,
+    assert_same_outputs,
+    embedding_model,
+    images,
+    randomize_batch_norm,
+)
 
 ATOL = 1e-5
 
@@ -34,16 +47,19 @@ ATOL = 1e-5
 def _original_head(model: EmbeddingModel, features: np.ndarray) -> np.ndarray:
     """The trained fc head (inference mode) applied to feature vectors [N, C] -> [N, D]."""
     x = features
+    if model.pooling == "after_head":  # its layers were built on [B, h, w, C]
+        x = x.reshape(-1, 1, 1, x.shape[-1])
     layers = model.head_layers()
     for i, (dense, norm) in enumerate(layers):
         x = norm(dense(x), training=False)
         if i < len(layers) - 1 or model.final_relu:
             x = keras.ops.relu(x)
-    return np.asarray(x)
+    return np.asarray(x).reshape(len(features), -1)
 
 
-def test_map_is_the_original_head_at_every_location():
-    model = embedding_model()
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_map_is_the_original_head_at_every_location(pooling):
+    model = embedding_model(pooling=pooling)
     fcn = to_fully_convolutional(model)
     x = images(2, 48, width=64)
     embedding_map = np.asarray(fcn(x, training=False)["embedding_map"])  # [2, 6, 8, D]
@@ -53,22 +69,24 @@ def test_map_is_the_original_head_at_every_location():
     np.testing.assert_allclose(embedding_map.reshape(-1, DIM), expected, atol=ATOL, rtol=0)
 
 
-def test_pooled_output_is_the_original_embedding():
-    model = embedding_model()
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_pooled_output_is_the_original_embedding(pooling):
+    model = embedding_model(pooling=pooling)
     fcn = to_fully_convolutional(model)
     x = images(3, 40)
     np.testing.assert_allclose(fcn(x, training=False)["embedding"],
                                model(x, training=False), atol=ATOL, rtol=0)
 
 
-def test_constant_image_gives_the_original_embedding_everywhere():
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_constant_image_gives_the_original_embedding_everywhere(pooling):
     inputs = keras.Input((None, None, 3))
     x = PixelPreprocessing("tf")(inputs)
     x = keras.layers.Conv2D(6, 1, activation="relu")(x)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Conv2D(5, 1, activation="relu")(x)
     backbone = keras.Model(inputs, x)
-    model = EmbeddingModel(backbone, DIM, hidden_dims=(7, 9))
+    model = EmbeddingModel(backbone, DIM, hidden_dims=(7, 9), pooling=pooling)
     randomize_batch_norm(model)
     fcn = to_fully_convolutional(model)
     constant = np.full((2, 16, 16, 3), 0.0, np.float32)
@@ -81,8 +99,9 @@ def test_constant_image_gives_the_original_embedding_everywhere():
                                atol=ATOL, rtol=0)
 
 
-def test_one_location_map_is_the_original_embedding():
-    model = embedding_model()
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_one_location_map_is_the_original_embedding(pooling):
+    model = embedding_model(pooling=pooling)
     fcn = to_fully_convolutional(model)
     x = images(2, 8)
     embedding_map = np.asarray(fcn(x, training=False)["embedding_map"])
@@ -91,8 +110,8 @@ def test_one_location_map_is_the_original_embedding():
                                rtol=0)
 
 
-def test_converted_network_owns_its_weights_and_freezes_head_batch_norm():
-    model = embedding_model()
+def test_converted_network_owns_its_weights_and_freezes_pooled_head_batch_norm():
+    model = embedding_model(pooling="before_head")
     fcn = to_fully_convolutional(model)
     x = images(2)
     before = np.asarray(model(x, training=False))
@@ -107,8 +126,21 @@ def test_converted_network_owns_its_weights_and_freezes_head_batch_norm():
         np.testing.assert_array_equal(norm.moving_mean, mean)
 
 
+def test_per_location_head_keeps_training_its_batch_norm():
+    # after_head: the statistics are of per-location features already, so stage 2 may
+    # update them; before_head freezes them by default (test above).
+    fcn = to_fully_convolutional(embedding_model(pooling="after_head"))
+    assert all(norm.trainable for _, norm in fcn.head_layers())
+    assert fcn.pooling == "after_head"
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        embedding_model(pooling="middle")
+
+
 def test_config_round_trip_and_save_load(tmp_path):
-    fcn = to_fully_convolutional(embedding_model())
+    fcn = to_fully_convolutional(embedding_model(pooling="before_head"))
     clone = FullyConvolutionalEmbedding.from_config(fcn.get_config())
     assert clone.get_config() == fcn.get_config()
     clone.set_weights(fcn.get_weights())

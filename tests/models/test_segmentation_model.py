@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conceptmask_tf.models import (NormalizeAttention, ResizeMaps, SegmentationModel,
-                                   build_segmentation_model)
+from conceptmask_tf.models import (
+    NormalizeAttention,
+    ResizeMaps,
+    SegmentationModel,
+    build_segmentation_model,
+)
 from tests.models.tiny import assert_same_outputs, images, segmentation_model
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from conceptmask_tf.models import (EmbeddingModel, RefinementModel, SegmentationModel,
-                                   to_fully_convolutional)
+from conceptmask_tf.models import (
+    EmbeddingModel,
+    RefinementModel,
+    SegmentationModel,
+    to_fully_convolutional,
+)
 
 DIM = 8
 VOCAB = 12
@@ -37,8 +41,9 @@ def word_vectors(seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(VOCAB, DIM)).astype(np.float32)
 
 
-def embedding_model(final_relu: bool = False) -> EmbeddingModel:
-    model = EmbeddingModel("small_convnet", DIM, hidden_dims=(16, 16), final_relu=final_relu)
+def embedding_model(final_relu: bool = False, pooling: str = "after_head") -> EmbeddingModel:
+    model = EmbeddingModel("small_convnet", DIM, hidden_dims=(16, 16), final_relu=final_relu,
+                           pooling=pooling)
     randomize_batch_norm(model)
     return model
 

@@ -1,0 +1,105 @@
+"""conceptmask-pipeline: concepts -> 3 stages (+ ablations) -> evaluation on a data root.
+
+The work dir layout is DESIGN.md §4 (see `conceptmask_tf.pipeline`). A rerun skips every
+finished step; `--overwrite` redoes them.
+
+Example:
+    conceptmask-pipeline --data_root=conceptmask_demo/data --work_dir=/tmp/cm
+    conceptmask-pipeline --data_root=R --work_dir=W --preset=paper \\
+        --stage_flags=embedding:--backbone_weights=/models/resnet50.h5
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from conceptmask_tf.errors import DataError
+from conceptmask_tf.pipeline import PRESETS, PipelineConfig, default_flags_dir, run_pipeline
+
+
+def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True) -> None:
+    """Registers the pipeline's flags (`with_data_root=False` for the demo, which makes it)."""
+    if with_data_root:
+        flags.DEFINE_string("data_root", None, "Data root (DESIGN.md §3).", flag_values=fv)
+        flags.mark_flag_as_required("data_root", flag_values=fv)
+    flags.DEFINE_string("work_dir", None if with_data_root else "conceptmask_demo",
+                        "Output folder: concepts/, models/, report/.", flag_values=fv)
+    if with_data_root:  # the demo always uses the world preset
+        flags.DEFINE_enum("preset", "world", PRESETS, "Stage presets: "
+                          "flags/<preset>_stage*.cfg.", flag_values=fv)
+    flags.DEFINE_integer("dim", None, "Word-vector dimension (default: 32 for the world "
+                         "preset, 512 for the paper preset).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_bool("ablations", True, "Train the no_neg and single_att variants too.",
+                      flag_values=fv)
+    flags.DEFINE_bool("evaluate", True, "Evaluate on eval/<split>.json at the end.",
+                      flag_values=fv)
+    flags.DEFINE_integer("max_eval_images", None, "Evaluate at most this many images per "
+                         "split (default all).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("calibration_images", 40, "Validation images per split used to "
+                         "calibrate presence and theta.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_multi_string("stage_flags", [], "STAGE:--flag=value, appended to a stage's "
+                              "preset (STAGE: embedding, refinement, segmentation); repeat "
+                              "for several.", flag_values=fv)
+    flags.DEFINE_string("flags_dir", default_flags_dir(), "Folder of the preset flagfiles.",
+                        flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "Redo every step even if its output exists.",
+                      flag_values=fv)
+    if with_data_root:
+        flags.mark_flag_as_required("work_dir", flag_values=fv)
+
+
+def parse_stage_flags(values: list[str]) -> dict[str, list[str]]:
+    """["refinement:--epochs=3", ...] -> {"refinement": ["--epochs=3"], ...}.
+
+    Raises:
+        ValueError: An item without "STAGE:".
+    """
+    parsed: dict[str, list[str]] = {}
+    for value in values:
+        stage, sep, flag = value.partition(":")
+        if not sep or not flag.startswith("--"):
+            raise ValueError(f"--stage_flags={value!r}: expected STAGE:--flag=value")
+        parsed.setdefault(stage.strip(), []).append(flag)
+    return parsed
+
+
+def options_from_flags(fv: flags.FlagValues) -> dict:
+    """The `PipelineConfig` fields the demo and the pipeline share, from parsed flags."""
+    return {"ablations": fv.ablations, "evaluate": fv.evaluate,
+            "max_eval_images": fv.max_eval_images,
+            "calibration_images": fv.calibration_images,
+            "stage_flags": parse_stage_flags(fv.stage_flags), "flags_dir": fv.flags_dir}
+
+
+def config_from_flags(fv: flags.FlagValues) -> PipelineConfig:
+    """The pipeline config named by parsed flags (raises ValueError on bad values)."""
+    return PipelineConfig(data_root=fv.data_root, work_dir=fv.work_dir, preset=fv.preset,
+                          dim=fv.dim, overwrite=fv.overwrite, **options_from_flags(fv))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    fv = flags.FLAGS
+    try:
+        config = config_from_flags(fv)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    try:
+        result = run_pipeline(config)
+    except (DataError, FileNotFoundError, ValueError, NotImplementedError) as e:
+        print(f"conceptmask-pipeline: {e}", file=sys.stderr)
+        return 1
+    print(result.text())
+    return 0
+
+
+def run() -> None:
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,320 @@
+"""`evaluate`: a models folder + a data root -> report.json, report.md and pictures.
+
+Steps (DESIGN.md §5):
+  1. Load the networks (`variants.load_variants`), the word vectors and the eval ground
+     truth of every split (`eval_set.load_eval_set`, pairs merged per image).
+  2. Calibrate the full model on `val/<split>.json` (`training.calibration`): presence
+     threshold/slope and the weak-concept theta (paper §4.4). The no_neg and single_att
+     models reuse the full model's theta; their presence is not reported, so it is not
+     calibrated.
+  3. Attention maps (paper Table 1) on every split; `report["attention"]` is weak_box (the
+     paper's OIVG-750 box-supervised concepts), the rest under "attention_by_split".
+  4. Segmentation (paper Tables 2-3) of each variant on every split:
+       full          ConceptMask(refinement, segmentation), the segmentation config's scales;
+       no_neg        ConceptMask(refinement_no_neg, segmentation): the stage-3 network is
+                     label agnostic (it sees attention maps only), so the full model's one is
+                     reused rather than retrained on the no_neg attention;
+       single_att    ConceptMask(refinement, segmentation_single_att), its one scale;
+       concept_blind the full model's segmentation network given uniform attention
+                     (`predictors.ConceptBlind`, the saliency stand-in).
+     Presence (`metrics.PresenceF1`) of the full model over all splits' present and
+     verified-absent pairs.
+  5. Example pictures of the full model (`pictures`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from conceptmask_tf.concepts.embeddings import CONCEPTS_FILE, VECTORS_FILE, ConceptEmbeddings
+from conceptmask_tf.data.layout import SPLITS, DataRoot
+from conceptmask_tf.evaluation import report as report_lib
+from conceptmask_tf.evaluation.attention_evaluation import evaluate_attention, null_attention
+from conceptmask_tf.evaluation.eval_set import EvalSet, load_eval_set
+from conceptmask_tf.evaluation.pictures import choose_pictures, write_pictures
+from conceptmask_tf.evaluation.predictors import (
+    AttentionMaps,
+    CompiledConceptMask,
+    ConceptBlind,
+    compiled,
+    presence_model,
+)
+from conceptmask_tf.evaluation.report import Picture
+from conceptmask_tf.evaluation.segmentation_evaluation import (
+    evaluate_segmentation,
+    null_presence,
+    null_segmentation,
+)
+from conceptmask_tf.evaluation.variants import ModelVariants, load_variants, supervised_concepts
+from conceptmask_tf.models import ConceptMask
+from conceptmask_tf.training.calibration import calibrate_model, set_weak_theta
+
+logger = logging.getLogger(__name__)
+
+ATTENTION_SPLIT = "weak_box"
+CALIBRATION_SPLITS = ("strong", "weak_box", "weak_image")
+
+
+def default_concepts_dir(models_dir: str) -> str:
+    """`<models_dir>/../concepts`, where the pipeline writes the word vectors."""
+    return os.path.normpath(os.path.join(models_dir, os.pardir, "concepts"))
+
+
+def _require_concepts(concepts_dir: str) -> None:
+    for name in (CONCEPTS_FILE, VECTORS_FILE):
+        path = os.path.join(concepts_dir, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} does not exist: the word vectors are written by "
+                                    "conceptmask-concepts (conceptmask-pipeline puts them in "
+                                    "<work_dir>/concepts); pass their folder as concepts_dir")
+
+
+def calibrate(model: ConceptMask, data_root: str, concepts_dir: str,
+              max_images: int | None) -> dict[str, Any]:
+    """Calibrates presence and theta of `model` on the val files there are.
+
+    Runs `training.calibration.calibrate_model` through `CompiledConceptMask` (graph calls).
+    Without validation files (or without a verified-absent pair) the model keeps its
+    initial values and the result says why under "skipped".
+
+    Args:
+        model: The full ConceptMask.
+        data_root: The data root.
+        concepts_dir: The word vectors.
+        max_images: Validation images per split (None: all; 0: skip calibration).
+
+    Returns:
+        calibrate_model's result, or {"skipped": reason}.
+    """
+    if max_images == 0:
+        return {"skipped": "calibration_images = 0"}
+    root = DataRoot(data_root)
+    splits = [s for s in CALIBRATION_SPLITS if os.path.exists(root.val_file(s))]
+    if not splits:
+        reason = (f"no validation file ({', '.join(f'val/{s}.json' for s in CALIBRATION_SPLITS)})"
+                  " under the data root")
+        logger.warning("calibration skipped: %s; presence threshold and theta keep their "
+                       "initial values", reason)
+        return {"skipped": reason}
+    try:
+        result = calibrate_model(CompiledConceptMask(model), data_root, concepts_dir,
+                                 splits=splits, max_images=max_images)
+    except ValueError as e:
+        logger.warning("calibration skipped: %s", e)
+        return {"skipped": str(e)}
+    set_weak_theta(model, result["theta"])  # the wrapper set it on the layer only
+    return result
+
+
+def _segmentation_models(variants: ModelVariants, full: ConceptMask,
+                         supervised_vectors: Any) -> dict[str, Any | None]:
+    """Variant name -> the callable to evaluate (None when its network is missing)."""
+    models: dict[str, Any | None] = {"full": full, "no_neg": None, "single_att": None}
+    if variants.has("refinement_no_neg"):
+        models["no_neg"] = variants.concept_mask("refinement_no_neg", "segmentation",
+                                                 supervised_vectors)
+    if variants.has("segmentation_single_att"):
+        models["single_att"] = variants.concept_mask("refinement", "segmentation_single_att",
+                                                     supervised_vectors)
+    for name in ("no_neg", "single_att"):
+        if models[name] is not None:
+            set_weak_theta(models[name], full.weak_theta)
+    models["concept_blind"] = ConceptBlind(variants.networks["segmentation"],
+                                           variants.image_size,
+                                           variants.attention_sides(variants.scales))
+    return models
+
+
+def _evaluate_segmentation_variants(models: Mapping[str, Any | None], full_predictor: Any,
+                                    presence_predictor: Any, eval_set: EvalSet, dim: int,
+                                    batch_size: int, progress: bool,
+                                    timing: dict[str, float | None]
+                                    ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Segmentation metrics of every variant and the full model's presence.
+
+    A missing variant (None) gets null metrics; each variant's seconds go into `timing`.
+    """
+    segmentation: dict[str, dict[str, Any]] = {}
+    presence = null_presence()
+    for name, model in models.items():
+        if model is None:
+            segmentation[name] = {s: null_segmentation() for s in SPLITS}
+            timing[f"segmentation_{name}"] = None
+            continue
+        phase = time.perf_counter()
+        is_full = name == "full"
+        result = evaluate_segmentation(
+            full_predictor if is_full else compiled(model, dim), eval_set, presence=is_full,
+            presence_predict=presence_predictor, batch_size=batch_size, progress=progress,
+            desc=f"segmentation {name}")
+        segmentation[name] = result.by_split
+        if result.presence is not None:
+            presence = result.presence
+        timing[f"segmentation_{name}"] = time.perf_counter() - phase
+    return segmentation, presence
+
+
+def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | None = None,
+             max_images: int | None = None, calibration_images: int | None = 40,
+             batch_size: int = 16, pictures_per_group: int = 2, image_size: int | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Evaluates a trained work dir and writes report.json, report.md and pictures/.
+
+    Args:
+        models_dir: The models folder (`<work_dir>/models`, DESIGN.md §4).
+        data_root: Data root with `eval/<split>.json` (and `val/<split>.json` to calibrate).
+        out_dir: Report folder (created).
+        concepts_dir: Word vectors; default `<models_dir>/../concepts`.
+        max_images: Images per split (first in file order; None: all).
+        calibration_images: Validation images per split for calibration (None: all; 0:
+            no calibration).
+        batch_size: Most images per model call.
+        pictures_per_group: Example pictures per group.
+        image_size: S; default from the segmentation model's config.json.
+        progress: Progress bars on stderr.
+
+    Returns:
+        The report (DESIGN.md §5) as written to report.json, plus "missing" (absent optional
+        model dirs and eval files), "skipped", "calibration", "attention_by_split" and
+        "pictures" (see `assemble_report`).
+
+    Raises:
+        FileNotFoundError: A required model dir or the word vectors are missing.
+        DataError: No eval/<split>.json exists, or a ground-truth file is malformed.
+        ValueError: Word vectors of another dimension than the models'.
+    """
+    start = time.perf_counter()
+    timing: dict[str, float | None] = {}
+    concepts_dir = concepts_dir or default_concepts_dir(models_dir)
+    _require_concepts(concepts_dir)
+    variants = load_variants(models_dir, image_size)
+    embeddings = ConceptEmbeddings.load(concepts_dir)
+    model_dim = variants.networks["refinement"].embedding.embedding_dim
+    if embeddings.dim != model_dim:
+        raise ValueError(f"word vectors in {concepts_dir} have dimension {embeddings.dim}, the "
+                         f"models in {models_dir} {model_dim}: not the same concepts step")
+    eval_set = load_eval_set(data_root, embeddings, max_images=max_images)
+    supervised, supervised_source = supervised_concepts(variants, data_root, embeddings)
+    supervised_vectors = embeddings.vectors_for(supervised)
+    full = variants.concept_mask("refinement", "segmentation", supervised_vectors)
+    timing["load"] = time.perf_counter() - start
+
+    phase = time.perf_counter()
+    logger.info("calibrating the full model on validation data")
+    calibration = calibrate(full, data_root, concepts_dir, calibration_images)
+    timing["calibration"] = time.perf_counter() - phase
+
+    phase = time.perf_counter()
+    maps = AttentionMaps(variants.fully_convolutional_embedding(),
+                         variants.networks["refinement"],
+                         variants.networks.get("refinement_no_neg"), variants.image_size)
+    attention_by_split = evaluate_attention(compiled(maps, model_dim), eval_set, maps.variants,
+                                            batch_size=batch_size, progress=progress)
+    timing["attention"] = time.perf_counter() - phase
+
+    full_predictor = compiled(full, model_dim)
+    segmentation, presence = _evaluate_segmentation_variants(
+        _segmentation_models(variants, full, supervised_vectors), full_predictor,
+        compiled(presence_model(full), model_dim), eval_set, model_dim, batch_size, progress,
+        timing)
+
+    phase = time.perf_counter()
+    pictures = write_pictures(full_predictor, eval_set,
+                              choose_pictures(eval_set, pictures_per_group), out_dir)
+    timing["pictures"] = time.perf_counter() - phase
+    timing["total"] = time.perf_counter() - start
+
+    config = {"models_dir": models_dir, "data_root": data_root, "concepts_dir": concepts_dir,
+              "model_dirs": variants.model_dirs, "image_size": variants.image_size,
+              "scales": list(variants.scales),
+              "single_att_scales": list(variants.single_att_scales),
+              "max_images": max_images, "calibration_images": calibration_images,
+              "batch_size": batch_size, "splits": list(eval_set.splits),
+              "supervised_concepts": len(supervised), "supervised_source": supervised_source,
+              "attention_split": ATTENTION_SPLIT,
+              "attention_normalization": "min-max per map to [0, 1]",
+              "mask_threshold": 0.5, "presence_threshold": 0.5}
+    report = assemble_report(attention_by_split, segmentation, presence, calibration, config,
+                             timing, missing=[*variants.missing, *(
+                                 f"eval/{s}.json" for s in eval_set.missing_splits)],
+                             skipped={"unknown_concepts": dict(eval_set.unknown_concepts),
+                                      "records": eval_set.skips.as_dict()},
+                             pictures=pictures)
+    report_lib.write_report(report, out_dir, pictures)
+    return report
+
+
+def assemble_report(attention_by_split: Mapping[str, Mapping[str, Any]],
+                    segmentation: Mapping[str, Mapping[str, Any]], presence: Mapping[str, Any],
+                    calibration: Mapping[str, Any], config: Mapping[str, Any],
+                    timing: Mapping[str, float | None], missing: list[str],
+                    skipped: Mapping[str, Any], pictures: Sequence[Picture] = ()
+                    ) -> dict[str, Any]:
+    """The report.json document (DESIGN.md §5) with its extra keys.
+
+    Variants or splits absent from the inputs get null metrics with counts 0. The
+    pictures are listed as {"path", "caption", "group"} (`Picture(**entry)` rebuilds one,
+    e.g. to write the report again with `report.write_report`).
+    """
+    by_split = {s: {v: dict(attention_by_split.get(s, {}).get(v, null_attention()))
+                    for v in report_lib.ATTENTION_VARIANTS} for s in SPLITS}
+    return {
+        "attention": by_split[ATTENTION_SPLIT],
+        "segmentation": {v: {s: dict(segmentation.get(v, {}).get(s, null_segmentation()))
+                             for s in SPLITS} for v in report_lib.SEGMENTATION_VARIANTS},
+        "presence": dict(presence),
+        "config": dict(config),
+        "timing_s": dict(timing),
+        "missing": list(missing),
+        "skipped": dict(skipped),
+        "calibration": dict(calibration),
+        "attention_by_split": by_split,
+        "pictures": [dataclasses.asdict(p) for p in pictures],
+    }
+
+
+def summary(report: Mapping[str, Any], out_dir: str) -> str:
+    """What `evaluate` wrote and the paper-style headline rows, for the binary."""
+    pictures_dir = os.path.join(out_dir, "pictures")
+    count = len(os.listdir(pictures_dir)) if os.path.isdir(pictures_dir) else 0
+
+    def row(label: str, values: list[Any]) -> str:
+        cells = ["–" if v is None else f"{v:.3f}" for v in values]
+        return f"  {label:<26}" + "".join(f"{c:>12}" for c in cells)
+
+    segmentation = report["segmentation"]
+    lines = ["wrote:",
+             f"  report.json   {os.path.join(out_dir, report_lib.REPORT_JSON)}",
+             f"  report.md     {os.path.join(out_dir, report_lib.REPORT_MD)}",
+             f"  pictures      {pictures_dir} ({count} files)",
+             "",
+             "IoU by supervision split (paper Tables 2-3):",
+             f"  {'':<26}" + "".join(f"{s:>12}" for s in SPLITS)]
+    for variant in report_lib.SEGMENTATION_VARIANTS:
+        lines.append(row(variant, [segmentation[variant][s]["iou"] for s in SPLITS]))
+    attention = report["attention"]
+    lines += ["", f"attention maps on {ATTENTION_SPLIT} (paper Table 1):",
+              f"  {'':<26}" + "".join(f"{v:>20}" for v in report_lib.ATTENTION_VARIANTS)]
+    for metric in report_lib.ATTENTION_METRICS:
+        cells = ["–" if attention[v][metric] is None else f"{attention[v][metric]:.3f}"
+                 for v in report_lib.ATTENTION_VARIANTS]
+        lines.append(f"  {metric:<26}" + "".join(f"{c:>20}" for c in cells))
+    presence = report["presence"]
+    lines.append("")
+    lines.append("presence: " + ", ".join(
+        f"{m} {'–' if presence[m] is None else format(presence[m], '.3f')}"
+        for m in report_lib.PRESENCE_METRICS))
+    if report.get("missing"):
+        lines.append("missing (reported as null): " + ", ".join(report["missing"]))
+    unknown = report.get("skipped", {}).get("unknown_concepts", {})
+    if unknown:
+        lines.append(f"skipped {sum(unknown.values())} pairs of {len(unknown)} concepts "
+                     f"without a word vector: {', '.join(sorted(unknown)[:10])}")
+    for reason, n in report.get("skipped", {}).get("records", {}).items():
+        lines.append(f"skipped {n} x {reason}")
+    return "\n".join(lines)

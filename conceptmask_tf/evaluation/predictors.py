@@ -1,0 +1,264 @@
+"""What the evaluation runs: model variants as batch functions of (image, word vectors).
+
+A *predictor* is any callable taking {"image": float32 [B, H, W, 3] in [0, 255],
+"word_vectors": float32 [B, K, D]} (the `ConceptMask` inputs) and returning a dict of
+per-concept outputs, concept axis 1: "mask_probs" [B, K, H, W] for segmentation,
+optionally "presence" [B, K] and "attention" [B, K, h, w]; attention predictors return
+one [B, K, H, W] map per Table 1 variant. A Keras model called eagerly is one; `compiled`
+wraps one in a `tf.function` so a batch runs as a graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from conceptmask_tf.evaluation.eval_set import (
+    EvalImage,
+    EvalPair,
+    EvalSet,
+    make_batches,
+    pad_concepts,
+)
+from conceptmask_tf.models import ConceptAttention, ConceptMask
+from conceptmask_tf.models._tensors import channels_to_concepts, concepts_to_channels, resize
+
+Predictor = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+def compiled(model: Callable[..., Mapping[str, Any]], dim: int) -> Predictor:
+    """`model(inputs, training=False)` as a `tf.function`, traced once for any B, H, W, K.
+
+    The input signature leaves every size but D open, so batches of other sizes or
+    concept counts reuse the one graph (as fast as a graph traced for fixed shapes here).
+    Python values a model reads when traced (e.g. `WeakConceptBlend.theta`) are frozen
+    into the function: compile after calibrating.
+
+    Args:
+        model: A predictor-like callable (a Keras model, `ConceptBlind`, `AttentionMaps`).
+        dim: D, the word-vector dimension.
+
+    Returns:
+        The compiled predictor; it takes float32 arrays only.
+    """
+    signature = [{"image": tf.TensorSpec([None, None, None, 3], tf.float32),
+                  "word_vectors": tf.TensorSpec([None, None, dim], tf.float32)}]
+    return tf.function(lambda inputs: model(inputs, training=False), input_signature=signature)
+
+
+def run_batch(predict: Predictor, images: Sequence[np.ndarray],
+              vectors: Sequence[np.ndarray], keys: Sequence[str]
+              ) -> list[dict[str, np.ndarray]]:
+    """Runs one batch of equally sized images with their own concept lists.
+
+    Concept lists are padded to the longest by repeating their first concept
+    (`eval_set.pad_concepts`); the padded slots' outputs are dropped.
+
+    Args:
+        predict: The predictor.
+        images: B arrays [H, W, 3] of one size.
+        vectors: B arrays [K_b, D], K_b >= 1.
+        keys: Outputs to return.
+
+    Returns:
+        Per image, key -> its outputs with the concept axis first: [K_b, ...].
+    """
+    batch = {"image": np.stack(images).astype(np.float32),
+             "word_vectors": pad_concepts(vectors)}  # [B, H, W, 3], [B, K_max, D]
+    outputs = predict(batch)
+    arrays = {key: np.asarray(outputs[key]) for key in keys}
+    return [{key: value[b, :len(v)] for key, value in arrays.items()}
+            for b, v in enumerate(vectors)]
+
+
+def attention_sides(image_size: int, scales: Sequence[float], stride: int) -> list[int]:
+    """Side of the attention map of each scale: ceil(round(s * S) / stride) ("same" convs)."""
+    return [-(-round(s * image_size) // stride) for s in scales]
+
+
+class ConceptBlind:
+    """The stage-3 network given a uniform attention map: the saliency stand-in (DESIGN §5).
+
+    Every attention input is all ones; `NormalizeAttention` turns a constant map into
+    zeros, so the network gets no concept information: it predicts one mask per image
+    from the pixels alone, which is returned for each of the K concepts.
+
+    Args:
+        segmentation: A trained `SegmentationModel` (or any callable with its inputs and
+            a "logits" [B, K, S, S] output).
+        image_size: S, the side the network works at.
+        sides: Attention-map side of each of its attention inputs (`attention_sides`);
+            after normalisation the size makes no difference, these match the real ones.
+    """
+
+    def __init__(self, segmentation: Callable[..., Mapping[str, Any]], image_size: int,
+                 sides: Sequence[int]) -> None:
+        self.segmentation = segmentation
+        self.image_size = int(image_size)
+        self.sides = tuple(int(s) for s in sides)
+
+    def __call__(self, inputs: Mapping[str, Any], training: bool = False) -> dict[str, Any]:
+        image = tf.convert_to_tensor(inputs["image"], tf.float32)  # [B, H, W, 3]
+        vectors = tf.convert_to_tensor(inputs["word_vectors"], tf.float32)  # [B, K, D]
+        batch = tf.shape(image)[0]
+        maps = {f"attention_{a}": tf.ones(tf.stack([batch, 1, side, side]), tf.float32)
+                for a, side in enumerate(self.sides)}  # [B, 1, s, s] each
+        resized = resize(image, (self.image_size, self.image_size))
+        logits = self.segmentation({"image": resized, **maps}, training=training)["logits"]
+        logits = channels_to_concepts(resize(concepts_to_channels(logits),
+                                             tf.shape(image)[1:3]))  # [B, 1, H, W]
+        probs = tf.sigmoid(logits)
+        shape = tf.concat([tf.shape(probs)[:1], tf.shape(vectors)[1:2],
+                           tf.shape(probs)[2:]], axis=0)
+        return {"mask_probs": tf.broadcast_to(probs, shape)}  # [B, K, H, W]
+
+
+class AttentionMaps:
+    """The attention maps of paper Table 1, upsampled to the input image size.
+
+    The image is resized to S (as `ConceptMask` does for its first scale), then:
+      - "original": <e_ij, w> cosine of the stage-1 network in fully-convolutional form;
+      - "original_finetuned": the same map from the refinement model's fine-tuned
+        embedding (its "coarse" output);
+      - "refined": the refinement model's attention, sigmoid of its logits;
+      - "refined_noneg": the same from the refinement model trained without negatives
+        (only when that model is given).
+    Each map [B, K, h, w] is resized bilinearly to [B, K, H, W]. Maps are raw: cosines in
+    [-1, 1] or probabilities; the evaluation normalises them.
+
+    Args:
+        embedding: The stage-1 network in fully-convolutional form.
+        refinement: The stage-2 network.
+        refinement_no_neg: The no-negatives stage-2 network, or None.
+        image_size: S.
+    """
+
+    def __init__(self, embedding: Any, refinement: Any, refinement_no_neg: Any | None,
+                 image_size: int) -> None:
+        self.embedding = embedding
+        self.refinement = refinement
+        self.refinement_no_neg = refinement_no_neg
+        self.image_size = int(image_size)
+        self.cosine = ConceptAttention("cosine")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The map names this predictor returns."""
+        names = ("original", "original_finetuned", "refined")
+        return names + (("refined_noneg",) if self.refinement_no_neg is not None else ())
+
+    def __call__(self, inputs: Mapping[str, Any], training: bool = False) -> dict[str, Any]:
+        image = tf.convert_to_tensor(inputs["image"], tf.float32)  # [B, H, W, 3]
+        vectors = tf.convert_to_tensor(inputs["word_vectors"], tf.float32)  # [B, K, D]
+        resized = resize(image, (self.image_size, self.image_size))
+        size = tf.shape(image)[1:3]
+
+        def upsample(maps):  # [B, h, w, K] -> [B, K, H, W]
+            return channels_to_concepts(resize(maps, size))
+
+        embedding_map = self.embedding(resized, training=False)["embedding_map"]
+        maps = {"original": upsample(self.cosine(embedding_map, vectors))}
+        logits, coarse = _refine(self.refinement, resized, vectors)
+        maps["original_finetuned"] = upsample(coarse)
+        maps["refined"] = upsample(tf.sigmoid(logits))
+        if self.refinement_no_neg is not None:
+            logits, _ = _refine(self.refinement_no_neg, resized, vectors)
+            maps["refined_noneg"] = upsample(tf.sigmoid(logits))
+        return maps
+
+
+def _refine(refinement: Any, image: tf.Tensor, vectors: tf.Tensor) -> tuple[Any, Any]:
+    """(logits, coarse) [B, h, w, K] of any word vectors (works for either concept_input)."""
+    embedded = refinement.embedding(image, training=False)
+    return refinement.refine(embedded["embedding_map"], vectors)
+
+
+def presence_model(model: ConceptMask) -> keras.Model:
+    """The part of a `ConceptMask` that computes "presence" (and "similarity") only.
+
+    A functional model on the same layers and weights, pruned to the first scale's
+    embedding pass and the presence layer: the same presence values without the
+    attention and segmentation passes (for verified-absent pairs, which need no mask).
+    """
+    outputs = model.output
+    return keras.Model(model.input, {"presence": outputs["presence"],
+                                     "similarity": outputs["similarity"]},
+                       name=f"{model.name}_presence")
+
+
+class CompiledConceptMask:
+    """A `ConceptMask` whose calls run as a `tf.function`, retraced when theta changes.
+
+    `training.calibration.calibrate_model` calls its model eagerly, one image at a time;
+    through this wrapper the same calls run as a graph (about 3x faster on the concept
+    world). `WeakConceptBlend.theta` is a Python float read when traced, so a new function
+    is made whenever the blend layer's theta differs from the one it was traced with.
+    Everything else (layers, attributes) is the wrapped model's.
+    """
+
+    def __init__(self, model: ConceptMask) -> None:
+        self._model = model
+        self._function: Predictor | None = None
+        self._theta: float | None = None
+
+    def _current_theta(self) -> float | None:
+        if self._model.num_supervised == 0:
+            return None
+        return self._model.get_layer("weak_blend").theta
+
+    def __call__(self, inputs: Mapping[str, Any], training: bool = False) -> Mapping[str, Any]:
+        theta = self._current_theta()
+        if self._function is None or theta != self._theta:
+            dim = self._model.refinement.embedding.embedding_dim
+            self._function, self._theta = compiled(self._model, dim), theta
+        return self._function(inputs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+def predict_pairs(predict: Predictor, eval_set: EvalSet, splits: Sequence[str],
+                  keys: Sequence[str], present: bool = True, absent: bool = False,
+                  batch_size: int = 16, progress: bool = True, desc: str = "evaluating"
+                  ) -> Iterator[tuple[EvalImage, EvalPair, dict[str, np.ndarray]]]:
+    """Runs a predictor over the pairs of `splits`, in batches, and yields each pair's outputs.
+
+    Each image is asked about the distinct concepts of its selected pairs; images of equal
+    size are batched (`eval_set.make_batches`) with concept lists padded to the batch's
+    longest. The padded slots are dropped, so no result depends on the batch.
+
+    Args:
+        predict: The predictor.
+        eval_set: The ground truth.
+        splits: Splits whose pairs are evaluated.
+        keys: Outputs to return.
+        present: Include present pairs.
+        absent: Include verified-absent pairs.
+        batch_size: Most images per model call.
+        progress: Show a tqdm bar on stderr (one step per image).
+        desc: The bar's label.
+
+    Yields:
+        (image, pair, key -> the pair's output [...] without batch and concept axes).
+    """
+    selected = [image.select(splits, present, absent) for image in eval_set.images]
+    concepts = [len({p.concept for p in pairs}) for pairs in selected]
+    sizes = [(image.height, image.width) for image in eval_set.images]
+    with tqdm.tqdm(total=sum(k > 0 for k in concepts), desc=desc, unit="image",
+                   disable=not progress, leave=False) as bar:
+        for batch in make_batches(sizes, concepts, batch_size):
+            names, vectors = zip(*(eval_set.vectors_for(selected[i]) for i in batch))
+            pixels = [eval_set.pixels(eval_set.images[i]) for i in batch]
+            outputs = run_batch(predict, pixels, vectors, keys)
+            for i, image_names, image_outputs in zip(batch, names, outputs):
+                index = {name: k for k, name in enumerate(image_names)}
+                for pair in selected[i]:
+                    k = index[pair.concept]
+                    yield eval_set.images[i], pair, {key: value[k]
+                                                     for key, value in image_outputs.items()}
+            bar.update(len(batch))

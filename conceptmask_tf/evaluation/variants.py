@@ -1,0 +1,193 @@
+"""The trained networks of a work dir's models folder and the model variants built from them.
+
+Layout (DESIGN.md §4): `<models>/embedding`, `<models>/refinement`, `<models>/segmentation`
+(required) and the ablations `<models>/refinement_no_neg`, `<models>/segmentation_single_att`
+(optional: a missing one makes its report entries null). Each is a stage model dir
+(`training.artifacts`), with its `config.json` when the training binaries wrote it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
+from conceptmask_tf.data.layout import DataRoot
+from conceptmask_tf.data.splits import read_splits
+from conceptmask_tf.evaluation.predictors import attention_sides
+from conceptmask_tf.models import ConceptMask, to_fully_convolutional
+from conceptmask_tf.training import artifacts
+from conceptmask_tf.training.config import CONFIG_FILE
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_DIRS = {"embedding": "embedding", "refinement": "refinement",
+                 "segmentation": "segmentation"}  # dir name -> stage
+OPTIONAL_DIRS = {"refinement_no_neg": "refinement", "segmentation_single_att": "segmentation"}
+# Which report entries each optional dir feeds.
+FEEDS = {"refinement_no_neg": ("attention.refined_noneg", "segmentation.no_neg"),
+         "segmentation_single_att": ("segmentation.single_att",)}
+SUPERVISED_LEVELS = ("strong", "weak_box")
+
+
+@dataclasses.dataclass
+class ModelVariants:
+    """The loaded networks and the settings to compose them.
+
+    Attributes:
+        models_dir: The models folder.
+        networks: dir name -> loaded stage network (optional ones only when present).
+        model_dirs: dir name -> its path, or None when missing.
+        missing: Optional dir names that are missing.
+        image_size: S of `ConceptMask` (the segmentation network's input side).
+        scales: Attention scales of the full model.
+        single_att_scales: Attention scales of the single-attention model.
+    """
+
+    models_dir: str
+    networks: dict[str, Any]
+    model_dirs: dict[str, str | None]
+    missing: list[str]
+    image_size: int
+    scales: tuple[float, ...]
+    single_att_scales: tuple[float, ...]
+
+    def has(self, name: str) -> bool:
+        return name in self.networks
+
+    def attention_sides(self, scales: Sequence[float]) -> list[int]:
+        """Side of the attention maps the refinement network gives at each scale."""
+        stride = self.networks["refinement"].output_stride
+        return attention_sides(self.image_size, scales, stride)
+
+    def fully_convolutional_embedding(self) -> Any:
+        """The stage-1 network in fully-convolutional form (Table 1 "original")."""
+        return to_fully_convolutional(self.networks["embedding"])
+
+    def concept_mask(self, refinement: str = "refinement", segmentation: str = "segmentation",
+                     supervised_vectors: np.ndarray | None = None) -> ConceptMask:
+        """A `ConceptMask` of the named networks (scales chosen by the segmentation one)."""
+        scales = self.single_att_scales if segmentation == "segmentation_single_att" \
+            else self.scales
+        if supervised_vectors is not None and len(supervised_vectors) == 0:
+            supervised_vectors = None
+        return ConceptMask(self.networks[refinement], self.networks[segmentation],
+                           self.image_size, scales, supervised_vectors=supervised_vectors,
+                           name=f"concept_mask_{refinement}_{segmentation}")
+
+
+def read_model_config(model_dir: str) -> dict[str, Any]:
+    """`<model_dir>/config.json` as {"stage", "config", "runtime"}; {} when absent."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_variants(models_dir: str, image_size: int | None = None) -> ModelVariants:
+    """Loads the networks of a models folder.
+
+    Args:
+        models_dir: Folder holding the stage model dirs (DESIGN.md §4).
+        image_size: S; None reads "image_size" from the segmentation (else refinement)
+            model's config.json.
+
+    Returns:
+        The networks, with the optional ones that exist.
+
+    Raises:
+        FileNotFoundError: A required model dir (or its network file) is missing; the
+            message names the path and the binary that writes it.
+        ValueError: No image size can be found, or attention scales that do not fit the
+            segmentation network.
+    """
+    networks: dict[str, Any] = {}
+    model_dirs: dict[str, str | None] = {}
+    for name, stage in REQUIRED_DIRS.items():
+        path = os.path.join(models_dir, name)
+        try:
+            networks[name] = artifacts.load_stage_model(path, stage)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"required model missing: {e} (conceptmask-pipeline "
+                                    f"trains all stages into <work_dir>/models)") from None
+        model_dirs[name] = path
+    missing = []
+    for name, stage in OPTIONAL_DIRS.items():
+        path = os.path.join(models_dir, name)
+        if os.path.exists(artifacts.model_path(path, stage)):
+            networks[name] = artifacts.load_stage_model(path, stage)
+            model_dirs[name] = path
+        else:
+            logger.warning("%s is missing: %s are reported as null", path,
+                           " and ".join(FEEDS[name]))
+            missing.append(name)
+            model_dirs[name] = None
+    configs = {name: read_model_config(path).get("config", {})
+               for name, path in model_dirs.items() if path}
+    if image_size is None:
+        image_size = configs["segmentation"].get("image_size") or configs["refinement"].get(
+            "image_size")
+    if not image_size:
+        raise ValueError(f"no image size: {models_dir}/segmentation/{CONFIG_FILE} has no "
+                         "image_size; pass it explicitly")
+    scales = _scales(configs["segmentation"], networks["segmentation"], (1.0, 2.0))
+    single = ()
+    if "segmentation_single_att" in networks:
+        single = _scales(configs["segmentation_single_att"],
+                         networks["segmentation_single_att"], scales)
+    return ModelVariants(models_dir, networks, model_dirs, missing, int(image_size), scales,
+                         single)
+
+
+def _scales(config: dict[str, Any], network: Any, default: Sequence[float]
+            ) -> tuple[float, ...]:
+    """The attention scales a segmentation network was trained with (its config.json)."""
+    scales = tuple(float(s) for s in config.get("attention_scales", default))
+    if config.get("single_att"):
+        scales = scales[:1]
+    wanted = network.num_attention_maps
+    if len(scales) != wanted:
+        logger.warning("config.json gives attention scales %s for a segmentation network "
+                       "with %d attention inputs: using %s", scales, wanted,
+                       tuple(default)[:wanted])
+        scales = tuple(float(s) for s in default)[:wanted]
+    if len(scales) != wanted:
+        raise ValueError(f"the segmentation network takes {wanted} attention maps but only "
+                         f"{len(scales)} scales are known ({scales})")
+    return scales
+
+
+def supervised_concepts(variants: ModelVariants, data_root: str,
+                        embeddings: ConceptEmbeddings) -> tuple[list[str], str]:
+    """The box/mask-supervised concepts of the weak-concept rule (paper §4.4).
+
+    The concepts stage 2 trained on (`target_concepts` in the refinement model's
+    config.json); failing that, the strong and weak_box concepts of splits.json. Only
+    concepts with a word vector are kept.
+
+    Returns:
+        (concepts, where they came from: "refinement target_concepts", "splits.json" or
+        "none").
+    """
+    runtime = read_model_config(variants.model_dirs["refinement"]).get("runtime", {})
+    concepts, source = runtime.get("target_concepts"), "refinement target_concepts"
+    if not concepts:
+        root = DataRoot(data_root)
+        if os.path.exists(root.splits):
+            levels = read_splits(root.splits)
+            concepts = [c for level in SUPERVISED_LEVELS for c in levels[level]]
+            source = "splits.json"
+        else:
+            concepts, source = [], "none"
+    kept = [c for c in concepts if c in embeddings]
+    if not kept:
+        logger.warning("no supervised concept with a word vector: the weak-concept rule "
+                       "(paper §4.4) is off")
+    return kept, source

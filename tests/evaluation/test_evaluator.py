@@ -1,0 +1,160 @@
+"""The report assembled by `evaluate`, model loading, bad input and the binary end to end."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conceptmask_tf import evaluation
+from conceptmask_tf.data.layout import SPLITS
+from conceptmask_tf.evaluation import report as report_lib
+from conceptmask_tf.evaluation.evaluator import assemble_report, calibrate, evaluate, summary
+from conceptmask_tf.evaluation.segmentation_evaluation import null_presence, null_segmentation
+from conceptmask_tf.evaluation.variants import load_variants
+from conceptmask_tf.models import ConceptMask
+from tests.evaluation import eval_fixtures as fx
+from tests.models import tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _write_models(models: str, no_neg: bool = True) -> str:
+    """Tiny untrained stage networks in the work-dir layout, with their config.json."""
+    configs = {
+        "embedding": (tiny.embedding_model(), {"image_size": 32}, {}),
+        "refinement": (tiny.refinement_model(), {"image_size": 32},
+                       {"target_concepts": ["dog", "sky"]}),
+        "segmentation": (tiny.segmentation_model(2),
+                         {"image_size": 32, "attention_scales": [1.0, 2.0]}, {}),
+    }
+    if no_neg:
+        configs["refinement_no_neg"] = (tiny.refinement_model(coarse_skip=False),
+                                        {"image_size": 32, "no_neg": True}, {})
+    for name, (model, config, runtime) in configs.items():
+        stage = name.split("_")[0]
+        os.makedirs(os.path.join(models, name))
+        model.save(os.path.join(models, name, f"{stage}.keras"))
+        with open(os.path.join(models, name, "config.json"), "w") as f:
+            json.dump({"stage": stage, "config": config, "runtime": runtime}, f)
+    return models
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory):
+    """<work>/models (no segmentation_single_att), <work>/concepts, <work>/world (no
+    zero_shot ground truth)."""
+    work = tmp_path_factory.mktemp("work")
+    _write_models(str(work / "models"))
+    fx.write_concepts(str(work / "concepts"))
+    fx.write_data_root(str(work / "world"), splits=SPLITS[:3], val=True)
+    return work
+
+
+def _measured_segmentation() -> dict:
+    return {s: {"precision": 0.5, "recall": 0.5, "iou": 0.25, "ap": 0.4, "concepts": 2,
+                "images": 3} for s in SPLITS}
+
+
+def test_assembled_report_fills_what_is_missing_with_nulls_and_validates():
+    attention = {"weak_box": {"refined": {"pointing_game": 0.5, "soft_iou": 0.2,
+                                          "concepts": 2, "images": 3}}}
+    report = assemble_report(attention, {"full": _measured_segmentation()}, null_presence(),
+                             {"skipped": "no val files"}, {"image_size": 32},
+                             {"total": 1.0, "segmentation_single_att": None},
+                             missing=["segmentation_single_att"], skipped={})
+    report_lib.validate_report(report)
+    assert report["attention"]["refined"]["pointing_game"] == 0.5
+    assert report["attention"]["original"] == {"pointing_game": None, "soft_iou": None,
+                                               "concepts": 0, "images": 0}
+    for variant in ("no_neg", "single_att", "concept_blind"):
+        assert report["segmentation"][variant] == {s: null_segmentation() for s in SPLITS}
+    assert report["missing"] == ["segmentation_single_att"]
+    text = summary(report, "/nowhere")
+    assert "0.250" in text and "missing (reported as null): segmentation_single_att" in text
+
+
+def test_missing_concepts_or_required_model_name_the_path_and_producer(tmp_path, work_dir):
+    with pytest.raises(FileNotFoundError, match="conceptmask-concepts"):
+        evaluate(str(work_dir / "models"), str(work_dir / "world"), str(tmp_path / "out"),
+                 concepts_dir=str(tmp_path / "nothing"))
+    models = tmp_path / "models"
+    os.makedirs(models)
+    with pytest.raises(FileNotFoundError, match="embedding.keras.*conceptmask-train-embedding"):
+        load_variants(str(models))
+
+
+def test_calibration_is_skipped_without_validation_files(tmp_path):
+    model = ConceptMask(tiny.refinement_model(), tiny.segmentation_model(2), 32, (1.0, 2.0),
+                        presence_threshold=0.25)
+    root = fx.write_data_root(str(tmp_path / "root"))  # eval/ only
+    concepts = fx.write_concepts(str(tmp_path / "concepts"))
+    assert "val/strong.json" in calibrate(model, root, concepts, max_images=5)["skipped"]
+    assert calibrate(model, root, concepts, max_images=0) == {
+        "skipped": "calibration_images = 0"}
+    assert float(model.presence_score.threshold.numpy()) == 0.25  # left as it was
+
+
+def test_every_exported_name_resolves():
+    assert sorted(evaluation.__all__) == sorted(evaluation._MODULE_OF)
+    for name in evaluation.__all__:
+        module = evaluation._MODULE_OF[name]
+        assert getattr(evaluation, name) is getattr(
+            importlib.import_module(f"conceptmask_tf.evaluation.{module}"), name)
+
+
+def test_load_variants_reads_scales_image_size_and_lists_missing_dirs(work_dir):
+    variants = load_variants(str(work_dir / "models"))
+    assert variants.missing == ["segmentation_single_att"]
+    assert variants.has("refinement_no_neg") and not variants.has("segmentation_single_att")
+    assert variants.model_dirs["segmentation_single_att"] is None
+    assert (variants.image_size, variants.scales) == (32, (1.0, 2.0))
+    assert variants.attention_sides(variants.scales) == [4, 8]  # small_convnet stride 8
+
+
+@pytest.mark.slow
+def test_binary_writes_a_valid_report_with_nulls_for_the_missing_variant(work_dir, tmp_path):
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "conceptmask_tf.bin.evaluate",
+               f"--model_dir={work_dir / 'models'}", f"--data_root={work_dir / 'world'}",
+               f"--out_dir={out}", "--calibration_images=2", "--batch_size=2",
+               "--pictures_per_group=1", "--noprogress"]
+    done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "IoU by supervision split" in done.stdout and str(out) in done.stdout
+
+    with open(out / "report.json") as f:
+        report = json.load(f)
+    report_lib.validate_report(report)
+    assert report["missing"] == ["segmentation_single_att", "eval/zero_shot.json"]
+    assert report["segmentation"]["single_att"] == {s: null_segmentation() for s in SPLITS}
+    full = report["segmentation"]["full"]
+    assert {s: (full[s]["concepts"], full[s]["images"]) for s in SPLITS} == {
+        "strong": (1, 2), "weak_box": (2, 3), "weak_image": (1, 1), "zero_shot": (0, 0)}
+    for variant in ("full", "no_neg", "concept_blind"):
+        for split in SPLITS[:3]:
+            assert 0.0 <= report["segmentation"][variant][split]["iou"] <= 1.0
+        assert report["segmentation"][variant]["zero_shot"] == null_segmentation()
+    for variant in report_lib.ATTENTION_VARIANTS:
+        assert 0.0 <= report["attention"][variant]["soft_iou"] <= 1.0
+    # Present pairs: dog x2, sky x2, cat, red car; absent: car, sky, cat, red car.
+    assert report["presence"]["positives"] == 6 and report["presence"]["negatives"] == 4
+    assert report["skipped"]["unknown_concepts"] == {"zebra": 1}
+    assert report["calibration"]["presence"]["positives"] > 0
+    assert report["config"]["concepts_dir"] == os.path.normpath(work_dir / "concepts")
+    assert report["config"]["supervised_source"] == "refinement target_concepts"
+    assert {"load", "calibration", "attention", "segmentation_full", "pictures",
+            "total"} <= set(report["timing_s"])
+    assert report["timing_s"]["segmentation_single_att"] is None
+
+    markdown = (out / "report.md").read_text()
+    pictures = sorted(os.listdir(out / "pictures"))
+    assert pictures and all(f"(pictures/{name})" in markdown for name in pictures)
+    listed = [report_lib.Picture(**entry) for entry in report["pictures"]]
+    assert sorted(os.path.basename(p.path) for p in listed) == pictures
+    assert report_lib.render_markdown(report, listed) == markdown

@@ -1,0 +1,134 @@
+"""The pipeline's step plan, presets and resume logic (training itself is faked here; the
+stages are tested in tests/training and end to end in tests/test_world_end_to_end.py)."""
+
+import json
+import os
+
+import pytest
+
+from conceptmask_tf import pipeline
+from conceptmask_tf.bin.pipeline import parse_stage_flags
+from conceptmask_tf.pipeline import PipelineConfig, run_pipeline, stage_config
+from conceptmask_tf.training import artifacts
+
+
+def _data_root(tmp_path) -> str:
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "tags.jsonl").write_text('{"image": "images/a.jpg", "tags": ["cat"]}\n')
+    return str(root)
+
+
+def _fake_steps(monkeypatch) -> list[str]:
+    """Replaces concept building and training with recorders that write the outputs."""
+    calls: list[str] = []
+
+    def build(config):
+        calls.append("concepts")
+        os.makedirs(config.concepts_dir, exist_ok=True)
+        with open(os.path.join(config.concepts_dir, pipeline._CONCEPTS_STAMP), "w") as f:
+            json.dump(pipeline._concepts_stamp(config), f)
+
+    def train(stage, stage_cfg):
+        calls.append(os.path.basename(stage_cfg.model_dir))
+        os.makedirs(stage_cfg.model_dir, exist_ok=True)
+        open(artifacts.model_path(stage_cfg.model_dir, stage), "w").close()
+
+    monkeypatch.setattr(pipeline, "_build_concepts", build)
+    monkeypatch.setattr(pipeline, "_train", train)
+    return calls
+
+
+def test_stage_configs_come_from_the_preset_with_variant_flags(tmp_path):
+    config = PipelineConfig(data_root="/d", work_dir=str(tmp_path),
+                            stage_flags={"refinement": ["--epochs=1"]})
+    embedding = stage_config(config, "embedding")
+    assert embedding.model_dir == os.path.join(str(tmp_path), "models", "embedding")
+    assert embedding.concepts_dir == os.path.join(str(tmp_path), "concepts")
+    assert embedding.backbone == "small_convnet"  # from flags/world_stage1.cfg
+    full = stage_config(config, "refinement")
+    no_neg = stage_config(config, "refinement_no_neg")
+    assert (full.no_neg, no_neg.no_neg) == (False, True)
+    assert full.epochs == no_neg.epochs == 1  # the extra flag overrides the preset
+    assert full.embedding_model_dir == config.model_dir("embedding")
+    single = stage_config(config, "segmentation_single_att")
+    assert single.single_att and not stage_config(config, "segmentation").single_att
+    assert single.refinement_model_dir == config.model_dir("refinement")
+    assert single.model_dir == config.model_dir("segmentation_single_att")
+
+
+def test_paper_preset_uses_resnet50_and_512_dims(tmp_path):
+    config = PipelineConfig(data_root="/d", work_dir=str(tmp_path), preset="paper")
+    assert config.word_dim == 512
+    assert stage_config(config, "embedding").backbone == "resnet50"
+
+
+def test_runs_every_step_in_order_then_reuses_them(tmp_path, monkeypatch):
+    calls = _fake_steps(monkeypatch)
+    config = PipelineConfig(data_root=_data_root(tmp_path), work_dir=str(tmp_path / "w"),
+                            evaluate=False, progress=False)
+    lines: list[str] = []
+    first = run_pipeline(config, announce=lines.append)
+    assert calls == ["concepts", "embedding", "refinement", "refinement_no_neg",
+                     "segmentation", "segmentation_single_att"]
+    assert lines[0] == "[1/6] concepts ..." and lines[-1] == "[6/6] segmentation_single_att ..."
+    assert set(first.steps.values()) == {"done", "trained"}
+    with open(tmp_path / "w" / pipeline.STATE_FILE) as f:
+        state = json.load(f)
+    assert set(state["seconds"]) == set(first.steps)
+
+    calls.clear()
+    second = run_pipeline(config, announce=lines.append)
+    assert calls == []
+    assert set(second.steps.values()) == {"reused"}
+
+
+def test_a_missing_stage_is_retrained_alone_and_ablations_can_be_skipped(tmp_path, monkeypatch):
+    calls = _fake_steps(monkeypatch)
+    config = PipelineConfig(data_root=_data_root(tmp_path), work_dir=str(tmp_path / "w"),
+                            evaluate=False, ablations=False, progress=False)
+    run_pipeline(config, announce=lambda _: None)
+    assert calls == ["concepts", "embedding", "refinement", "segmentation"]
+    os.remove(artifacts.model_path(config.model_dir("refinement"), "refinement"))
+    calls.clear()
+    run_pipeline(config, announce=lambda _: None)
+    assert calls == ["refinement"]
+
+
+def test_changed_tags_rebuild_the_concept_vectors(tmp_path, monkeypatch):
+    calls = _fake_steps(monkeypatch)
+    root = _data_root(tmp_path)
+    config = PipelineConfig(data_root=root, work_dir=str(tmp_path / "w"), evaluate=False,
+                            ablations=False, progress=False)
+    run_pipeline(config, announce=lambda _: None)
+    with open(os.path.join(root, "tags.jsonl"), "a") as f:
+        f.write('{"image": "images/b.jpg", "tags": ["dog"]}\n')
+    calls.clear()
+    run_pipeline(config, announce=lambda _: None)
+    assert calls == ["concepts"]
+
+
+def test_bad_settings_and_inputs_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="preset must be one of"):
+        PipelineConfig(data_root="/d", work_dir="/w", preset="tiny")
+    with pytest.raises(ValueError, match="unknown stages"):
+        PipelineConfig(data_root="/d", work_dir="/w", stage_flags={"stage4": ["--x=1"]})
+    with pytest.raises(FileNotFoundError, match="tags.jsonl"):
+        run_pipeline(PipelineConfig(data_root=str(tmp_path), work_dir=str(tmp_path / "w")),
+                     announce=lambda _: None)
+    config = PipelineConfig(data_root="/d", work_dir="/w", flags_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="world_stage1.cfg"):
+        stage_config(config, "embedding")
+    config = PipelineConfig(data_root="/d", work_dir="/w",
+                            stage_flags={"embedding": ["--epochs=zero"]})
+    with pytest.raises(ValueError, match="epochs"):
+        stage_config(config, "embedding")
+
+
+def test_stage_flags_parse_and_refuse_malformed_items():
+    assert parse_stage_flags(["refinement:--epochs=3", "refinement:--no_neg",
+                              "embedding:--batch_size=8"]) == {
+        "refinement": ["--epochs=3", "--no_neg"], "embedding": ["--batch_size=8"]}
+    for bad in ("--epochs=3", "refinement:epochs=3"):
+        with pytest.raises(ValueError, match="STAGE:--flag=value"):
+            parse_stage_flags([bad])
