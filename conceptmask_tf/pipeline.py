@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from conceptmask_tf.data.layout import DataRoot
-
-logger = logging.getLogger(__name__)
 
 PRESETS = ("world", "paper")
 CONCEPTS_DIR = "concepts"
