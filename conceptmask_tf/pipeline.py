@@ -1,4 +1,5 @@
-"""The whole method on one data root: concepts -> 3 stages (+ ablations) -> evaluation.
+"""The whole method on one data root: concepts -> 3 stages (+ ablations) -> evaluation ->
+export.
 
 `conceptmask-pipeline` (and `conceptmask-demo`, after generating the concept world) call
 `run_pipeline`. The work dir follows DESIGN.md §4:
@@ -10,6 +11,9 @@
     <work_dir>/models/segmentation/         stage 3
     <work_dir>/models/segmentation_single_att/  stage 3 with one attention scale (ablation)
     <work_dir>/report/                      report.json, report.md, pictures/
+    <work_dir>/export/conceptmask/<version>/  SavedModel (TF Serving layout), models.config
+    <work_dir>/export/conceptmask.tflite    float32, and conceptmask_dynamic_range.tflite
+    <work_dir>/export/conceptmask.onnx      opset 17
     <work_dir>/pipeline.json                steps done and their wall times
 
 Each stage's settings come from a preset flagfile (`flags/<preset>_stage{1,2,3}.cfg`),
@@ -33,6 +37,8 @@ PRESETS = ("world", "paper")
 CONCEPTS_DIR = "concepts"
 MODELS_DIR = "models"
 REPORT_DIR = "report"
+EXPORT_DIR = "export"
+EXPORT_NAME = "conceptmask"
 STATE_FILE = "pipeline.json"
 # (step, stage, extra flags) of the training steps, in order.
 TRAINING_STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -64,6 +70,8 @@ class PipelineConfig:
         dim: Word-vector dimension D (None: 32 for "world", 512 for "paper").
         ablations: Also train the no_neg and single_att variants (paper Table 3).
         evaluate: Run the evaluation at the end.
+        export: Export the full model at the very end (SavedModel, with the
+            evaluation's calibration when there is one) and convert it to TFLite and ONNX.
         max_eval_images: Evaluate at most this many images per split (None: all).
         calibration_images: Validation images per split for presence / theta calibration.
         stage_flags: Extra flags per stage name ("embedding", "refinement",
@@ -79,6 +87,7 @@ class PipelineConfig:
     dim: int | None = None
     ablations: bool = True
     evaluate: bool = True
+    export: bool = True
     max_eval_images: int | None = None
     calibration_images: int = 40
     stage_flags: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
@@ -112,6 +121,10 @@ class PipelineConfig:
     def report_dir(self) -> str:
         return os.path.join(self.work_dir, REPORT_DIR)
 
+    @property
+    def export_dir(self) -> str:
+        return os.path.join(self.work_dir, EXPORT_DIR)
+
     def model_dir(self, step: str) -> str:
         return os.path.join(self.models_dir, step)
 
@@ -141,6 +154,12 @@ class PipelineResult:
             lines += [f"  report             {os.path.join(self.config.report_dir, 'report.md')}",
                       f"                     {os.path.join(self.config.report_dir, 'report.json')}",
                       f"  pictures           {os.path.join(self.config.report_dir, 'pictures')}"]
+        if self.config.export:
+            paths = export_paths(self.config)
+            lines += [f"  SavedModel         {paths['saved_model'] or paths['base']}",
+                      f"  TFLite             {paths['tflite']}",
+                      f"                     {paths['tflite_dynamic_range']}",
+                      f"  ONNX               {paths['onnx']}"]
         return "\n".join(lines)
 
 
@@ -209,6 +228,8 @@ def run_pipeline(config: PipelineConfig,
                              if config.ablations or s not in ABLATION_STEPS]]
     if config.evaluate:
         planned.append("evaluate")
+    if config.export:
+        planned.append("export")
     total = len(planned)
 
     def timed(step: str, work: Callable[[], Any], status: str = "done") -> Any:
@@ -243,6 +264,12 @@ def run_pipeline(config: PipelineConfig,
                                    if k != "evaluate"})
         write_report(report, config.report_dir,
                      [Picture(**entry) for entry in report.get("pictures", ())])
+    if config.export:
+        # A new evaluation means a new calibration: export again then.
+        if config.overwrite or "evaluate" in steps or not _exported(config):
+            timed("export", lambda: _export(config))
+        else:
+            steps["export"] = "reused"
     return PipelineResult(config, steps, seconds, report)
 
 
@@ -272,6 +299,34 @@ def _evaluate(config: PipelineConfig) -> dict[str, Any]:
                               concepts_dir=config.concepts_dir,
                               max_images=config.max_eval_images,
                               calibration_images=config.calibration_images)
+
+
+def export_paths(config: PipelineConfig) -> dict[str, str | None]:
+    """Where the export step writes: the SavedModel base (and its newest version, or None),
+    the two TFLite files and the ONNX file."""
+    base = os.path.join(config.export_dir, EXPORT_NAME)
+    versions = (sorted(int(v) for v in os.listdir(base) if v.isdigit())
+                if os.path.isdir(base) else [])
+    return {"base": base,
+            "saved_model": os.path.join(base, str(versions[-1])) if versions else None,
+            "tflite": os.path.join(config.export_dir, f"{EXPORT_NAME}.tflite"),
+            "tflite_dynamic_range": os.path.join(config.export_dir,
+                                                 f"{EXPORT_NAME}_dynamic_range.tflite"),
+            "onnx": os.path.join(config.export_dir, f"{EXPORT_NAME}.onnx")}
+
+
+def _exported(config: PipelineConfig) -> bool:
+    return all(path is not None and os.path.exists(path)
+               for path in export_paths(config).values())
+
+
+def _export(config: PipelineConfig) -> dict[str, Any]:
+    from conceptmask_tf.serving.exporter import export_models_dir
+
+    return export_models_dir(config.models_dir, config.export_dir,
+                             concepts_dir=config.concepts_dir, data_root=config.data_root,
+                             name=EXPORT_NAME, tflite=True, onnx=True,
+                             progress=config.progress)
 
 
 def _concepts_stamp(config: PipelineConfig) -> dict[str, Any]:

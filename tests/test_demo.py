@@ -42,7 +42,7 @@ def test_demo_trains_every_stage_and_writes_a_valid_report(first_run):
     assert first_run.pipeline.steps == {
         "concepts": "done", "embedding": "trained", "refinement": "trained",
         "refinement_no_neg": "trained", "segmentation": "trained",
-        "segmentation_single_att": "trained", "evaluate": "done"}
+        "segmentation_single_att": "trained", "evaluate": "done", "export": "done"}
     with open(os.path.join(config.report_dir, "report.json")) as f:
         report = json.load(f)
     validate_report(report)
@@ -52,6 +52,29 @@ def test_demo_trains_every_stage_and_writes_a_valid_report(first_run):
     assert {"train_embedding", "train_segmentation_single_att"} <= set(report["timing_s"])
     assert os.path.getsize(os.path.join(config.report_dir, "report.md")) > 1000
     assert os.path.join(config.report_dir, "report.md") in first_run.text
+
+
+@pytest.mark.slow
+def test_demo_exports_a_servable_calibrated_model(first_run):
+    import tensorflow as tf
+
+    from conceptmask_tf.pipeline import export_paths
+
+    config = first_run.pipeline.config
+    paths = export_paths(config)
+    for key in ("tflite", "tflite_dynamic_range", "onnx"):
+        assert os.path.getsize(paths[key]) > 1000 and paths[key] in first_run.text
+    with open(os.path.join(config.report_dir, "report.json")) as f:
+        calibration = json.load(f)["calibration"]
+    served = tf.saved_model.load(paths["saved_model"]).signatures["segment_concepts"]
+    image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    out = served(image=tf.constant(image), concepts=tf.constant(["sky", "dog"]))
+    assert out["masks"].shape == (2, 40, 56) and out["presence"].shape == (2,)
+    with open(os.path.join(paths["saved_model"], "assets.extra", "conceptmask.json")) as f:
+        exported = json.load(f)["calibration"]
+    if "threshold" in calibration:  # the evaluation calibrated: the export carries it
+        assert exported["threshold"] == pytest.approx(calibration["threshold"], abs=1e-6)
+        assert exported["theta"] == pytest.approx(calibration["theta"])
 
 
 @pytest.mark.slow

@@ -66,7 +66,7 @@ def test_paper_preset_uses_resnet50_and_512_dims(tmp_path):
 def test_runs_every_step_in_order_then_reuses_them(tmp_path, monkeypatch):
     calls = _fake_steps(monkeypatch)
     config = PipelineConfig(data_root=_data_root(tmp_path), work_dir=str(tmp_path / "w"),
-                            evaluate=False, progress=False)
+                            evaluate=False, export=False, progress=False)
     lines: list[str] = []
     first = run_pipeline(config, announce=lines.append)
     assert calls == ["concepts", "embedding", "refinement", "refinement_no_neg",
@@ -86,7 +86,8 @@ def test_runs_every_step_in_order_then_reuses_them(tmp_path, monkeypatch):
 def test_a_missing_stage_is_retrained_alone_and_ablations_can_be_skipped(tmp_path, monkeypatch):
     calls = _fake_steps(monkeypatch)
     config = PipelineConfig(data_root=_data_root(tmp_path), work_dir=str(tmp_path / "w"),
-                            evaluate=False, ablations=False, progress=False)
+                            evaluate=False, export=False, ablations=False,
+                            progress=False)
     run_pipeline(config, announce=lambda _: None)
     assert calls == ["concepts", "embedding", "refinement", "segmentation"]
     os.remove(artifacts.model_path(config.model_dir("refinement"), "refinement"))
@@ -99,7 +100,7 @@ def test_changed_tags_rebuild_the_concept_vectors(tmp_path, monkeypatch):
     calls = _fake_steps(monkeypatch)
     root = _data_root(tmp_path)
     config = PipelineConfig(data_root=root, work_dir=str(tmp_path / "w"), evaluate=False,
-                            ablations=False, progress=False)
+                            export=False, ablations=False, progress=False)
     run_pipeline(config, announce=lambda _: None)
     with open(os.path.join(root, "tags.jsonl"), "a") as f:
         f.write('{"image": "images/b.jpg", "tags": ["dog"]}\n')
@@ -132,3 +133,39 @@ def test_stage_flags_parse_and_refuse_malformed_items():
     for bad in ("--epochs=3", "refinement:epochs=3"):
         with pytest.raises(ValueError, match="STAGE:--flag=value"):
             parse_stage_flags([bad])
+
+
+def test_export_runs_last_and_again_only_after_a_new_evaluation(tmp_path, monkeypatch):
+    calls = _fake_steps(monkeypatch)
+
+    def evaluate(config):
+        calls.append("evaluate")
+        return {"timing_s": {}}
+
+    def export(config):
+        calls.append("export")
+        paths = pipeline.export_paths(config)
+        version = 1 if paths["saved_model"] is None else int(paths["saved_model"][-1]) + 1
+        os.makedirs(os.path.join(paths["base"], str(version)))
+        for key in ("tflite", "tflite_dynamic_range", "onnx"):
+            open(paths[key], "w").close()
+
+    monkeypatch.setattr(pipeline, "_evaluate", evaluate)
+    monkeypatch.setattr(pipeline, "_export", export)
+    monkeypatch.setattr("conceptmask_tf.evaluation.report.write_report",
+                        lambda *args, **kwargs: None)
+    config = PipelineConfig(data_root=_data_root(tmp_path), work_dir=str(tmp_path / "w"),
+                            ablations=False, progress=False)
+    result = run_pipeline(config, announce=lambda _: None)
+    assert calls[-2:] == ["evaluate", "export"] and result.steps["export"] == "done"
+    assert os.path.join(config.export_dir, "conceptmask", "1") in result.text()
+    # The report is rewritten on every run with evaluation, so the export follows it.
+    calls.clear()
+    again = run_pipeline(config, announce=lambda _: None)
+    assert calls == ["evaluate", "export"]
+    assert os.path.join(config.export_dir, "conceptmask", "2") in again.text()  # the newest
+    no_eval = PipelineConfig(data_root=config.data_root, work_dir=config.work_dir,
+                             ablations=False, evaluate=False, progress=False)
+    calls.clear()
+    assert run_pipeline(no_eval, announce=lambda _: None).steps["export"] == "reused"
+    assert calls == []

@@ -9,7 +9,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.S)
+    first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.DOTALL)
     assert first_block, "README.md must open with a code block holding the two commands"
     lines = [l for l in first_block.group(1).splitlines() if l.strip() and not l.startswith("#")]
     return lines

@@ -1,4 +1,4 @@
-"""conceptmask-pipeline: concepts -> 3 stages (+ ablations) -> evaluation on a data root.
+"""conceptmask-pipeline: concepts -> 3 stages (+ ablations) -> evaluation -> export.
 
 The work dir layout is DESIGN.md §4 (see `conceptmask_tf.pipeline`). A rerun skips every
 finished step; `--overwrite` redoes them.
@@ -35,6 +35,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True
                       flag_values=fv)
     flags.DEFINE_bool("evaluate", True, "Evaluate on eval/<split>.json at the end.",
                       flag_values=fv)
+    flags.DEFINE_bool("export", True, "Export the full model at the end: SavedModel "
+                      "(<work_dir>/export/conceptmask/<version>/), TFLite and ONNX.",
+                      flag_values=fv)
     flags.DEFINE_integer("max_eval_images", None, "Evaluate at most this many images per "
                          "split (default all).", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("calibration_images", 40, "Validation images per split used to "
@@ -67,7 +70,7 @@ def parse_stage_flags(values: list[str]) -> dict[str, list[str]]:
 
 def options_from_flags(fv: flags.FlagValues) -> dict:
     """The `PipelineConfig` fields the demo and the pipeline share, from parsed flags."""
-    return {"ablations": fv.ablations, "evaluate": fv.evaluate,
+    return {"ablations": fv.ablations, "evaluate": fv.evaluate, "export": fv.export,
             "max_eval_images": fv.max_eval_images,
             "calibration_images": fv.calibration_images,
             "stage_flags": parse_stage_flags(fv.stage_flags), "flags_dir": fv.flags_dir}

@@ -18,7 +18,6 @@ from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import BoxedImage, ConceptBox
 from conceptmask_tf.errors import DataError
 
-
 FILTERED_CONCEPT = "concept with fewer than {n} images (filtered out, not an error)"
 EMPTIED_IMAGE = "image left with no box by the min_examples filter (not an error)"
 

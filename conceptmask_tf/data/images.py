@@ -145,6 +145,24 @@ def resize_mask(mask: tf.Tensor, size: int | tuple[int, int]) -> tf.Tensor:
     return tf.image.resize(mask, hw, method="nearest")
 
 
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """uint8 [H, W, 3] of a PIL image of any mode (16-bit and float ones scaled, not
+    clipped: PIL's convert("RGB") would clip them at 255)."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        grey = np.asarray(image, np.float64) / 257.0
+        grey = np.clip(np.round(grey), 0, 255).astype(np.uint8)  # [H, W]
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode == "F":
+        grey = np.clip(np.round(np.asarray(image, np.float64)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode == "P":  # via RGBA: keeps PIL quiet about transparent palettes
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
 def load_image(path: str) -> np.ndarray:
     """Loads an image file on the host, upright (EXIF orientation applied), as RGB.
 
@@ -162,8 +180,7 @@ def load_image(path: str) -> np.ndarray:
     """
     try:
         with Image.open(path) as image:
-            upright = ImageOps.exif_transpose(image)
-            return np.asarray(upright.convert("RGB"), dtype=np.uint8)
+            return to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError as e:
         raise DataError(MISSING, path=path) from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

@@ -144,9 +144,9 @@ def read_oi_boxes(csv_path: str, class_descriptions: dict[str, str],
         keep &= ~zero
     boxes, reasons = clip_boxes(numbers["XMin"], numbers["YMin"], numbers["XMax"],
                                 numbers["YMax"])
-    for row in np.flatnonzero(keep & (reasons != None)):  # noqa: E711 (elementwise)
+    for row in np.flatnonzero(keep & (reasons != None)):
         skips.skip(reasons[row], csv_path, where(row))
-    keep &= reasons == None  # noqa: E711
+    keep &= reasons == None
 
     wanted = np.bincount(image_index[keep], minlength=len(image_names)) > 0  # [num_images]
     paths = _image_paths(image_names, wanted, image_prefix, image_dir, csv_path, skips)

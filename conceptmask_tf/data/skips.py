@@ -58,7 +58,7 @@ class SkipCounter:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def merge(self, other: "SkipCounter") -> None:
+    def merge(self, other: SkipCounter) -> None:
         """Adds another counter's skips to this one."""
         for reason, n in other.counts.items():
             self.counts[reason] += n

@@ -218,14 +218,14 @@ def _build_images(rows: _Rows, folds: dict[str, str], infos: dict[int, _ImageInf
                         record=_object_where(rows.image_ids[row], rows.object_ids[row]))
     clipped, reasons = clip_boxes(coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3])
     last_skipped = None
-    for row in np.flatnonzero(reasons != None).tolist():  # noqa: E711 (elementwise)
+    for row in np.flatnonzero(reasons != None).tolist():
         key = (rows.image_ids[row], rows.object_ids[row])
         if key != last_skipped:  # an object's rows are adjacent: count it once
             skips.skip(reasons[row], path, _object_where(*key))
             last_skipped = key
     clipped_rows = clipped.tolist()
     boxes_of: dict[int, dict[ConceptBox, None]] = {}  # ordered set per image
-    for row in np.flatnonzero(reasons == None).tolist():  # noqa: E711
+    for row in np.flatnonzero(reasons == None).tolist():
         concept = rows.concepts[row]
         box = ConceptBox(folds.get(concept, concept), *clipped_rows[row])
         boxes_of.setdefault(rows.image_ids[row], {})[box] = None

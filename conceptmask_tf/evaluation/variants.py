@@ -72,13 +72,15 @@ class ModelVariants:
 
     def concept_mask(self, refinement: str = "refinement", segmentation: str = "segmentation",
                      supervised_vectors: np.ndarray | None = None) -> ConceptMask:
-        """A `ConceptMask` of the named networks (scales chosen by the segmentation one)."""
+        """A `ConceptMask` of the named networks (scales chosen by the segmentation one);
+        presence from the stage-1 network."""
         scales = self.single_att_scales if segmentation == "segmentation_single_att" \
             else self.scales
         if supervised_vectors is not None and len(supervised_vectors) == 0:
             supervised_vectors = None
         return ConceptMask(self.networks[refinement], self.networks[segmentation],
                            self.image_size, scales, supervised_vectors=supervised_vectors,
+                           presence_embedding=self.networks["embedding"],
                            name=f"concept_mask_{refinement}_{segmentation}")
 
 

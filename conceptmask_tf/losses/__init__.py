@@ -8,8 +8,12 @@ come.
 from conceptmask_tf.losses.box_loss import BoxLoss
 from conceptmask_tf.losses.cosine_embedding_loss import CosineEmbeddingLoss
 from conceptmask_tf.losses.mask_loss import MaskLoss
-from conceptmask_tf.losses.matching_loss import (MatchingLoss, binarize_attention, matching_targets,
-                                                 select_matching_concepts)
+from conceptmask_tf.losses.matching_loss import (
+                                                 MatchingLoss,
+                                                 binarize_attention,
+                                                 matching_targets,
+                                                 select_matching_concepts,
+)
 from conceptmask_tf.losses.spatial_discrimination_loss import SpatialDiscriminationLoss
 
 __all__ = ["BoxLoss", "CosineEmbeddingLoss", "MaskLoss", "MatchingLoss",

@@ -29,8 +29,12 @@ class ConceptMask(keras.Model):
     of the K concepts -> for concepts without box/mask supervision, blended with their
     nearest supervised concept (`WeakConceptBlend`, paper §4.4) -> stage-3
     `SegmentationModel` on the image resized to image_size -> mask logits resized to the
-    input size -> sigmoid. Presence: `PresenceScore` on the pooled embedding of the
-    first scale's pass, so presence and attention share one backbone pass.
+    input size -> sigmoid. Presence: `PresenceScore` on a pooled image embedding: that
+    of `presence_embedding` (the stage-1 network) on the image resized to image_size
+    when given, else that of the first scale's stage-2 pass (no extra backbone pass, but
+    stage 2 fine-tunes the embedding for its maps: on the concept world its pooled
+    cosine no longer tells present from absent concepts, AUC ~0.5 against ~0.8 for
+    stage 1).
 
     Nothing branches on tensor values (tf ops only), outputs are a dict: the model is
     ready for `keras.export.ExportArchive`.
@@ -48,6 +52,8 @@ class ConceptMask(keras.Model):
             them (from_config); otherwise taken from `supervised_vectors`.
         weak_theta: theta of the weak-concept rule.
         presence_threshold, presence_scale: Initial `PresenceScore` calibration.
+        presence_embedding: Trained stage-1 `EmbeddingModel` (image -> pooled embedding
+            [B, D]) that scores presence; None uses the stage-2 network's embedding.
         **kwargs: keras.Model arguments (name, trainable).
 
     Inputs: {"image": float32 [B, H, W, 3] in [0, 255], any H, W,
@@ -63,7 +69,8 @@ class ConceptMask(keras.Model):
                  image_size: int, attention_scales: Sequence[float] = (1.0, 2.0),
                  supervised_vectors: np.ndarray | None = None, num_supervised: int = 0,
                  weak_theta: float = 0.5, presence_threshold: float = 0.0,
-                 presence_scale: float = 10.0, **kwargs: Any) -> None:
+                 presence_scale: float = 10.0,
+                 presence_embedding: keras.Model | None = None, **kwargs: Any) -> None:
         attention_scales = tuple(float(s) for s in attention_scales)
         if len(attention_scales) != segmentation.num_attention_maps:
             raise ValueError(f"{len(attention_scales)} attention scales for a segmentation "
@@ -81,6 +88,7 @@ class ConceptMask(keras.Model):
             queried = ops.concatenate([vectors, neighbours], axis=1)  # [B, 2K, D]
         else:
             queried = vectors
+        resized = ResizeImages(image_size, name="resize_image")(image)
         attention_maps, embedding = [], None
         for i, scale in enumerate(attention_scales):
             scaled = ResizeImages(round(scale * image_size), name=f"resize_scale_{i}")(image)
@@ -92,9 +100,10 @@ class ConceptMask(keras.Model):
             attention_maps.append(attention)
             if embedding is None:
                 embedding = embedded["embedding"]
+        if presence_embedding is not None:
+            embedding = presence_embedding(resized)  # [B, D]
         similarity, presence = PresenceScore(presence_threshold, presence_scale,
                                              name="presence_score")(embedding, vectors)
-        resized = ResizeImages(image_size, name="resize_image")(image)
         segmented = segmentation({"image": resized, **{
             f"attention_{i}": a for i, a in enumerate(attention_maps)}})
         logits = ResizeMaps(name="resize_masks")(segmented["logits"], image)  # [B, K, H, W]
@@ -108,6 +117,7 @@ class ConceptMask(keras.Model):
         self.attention_scales = attention_scales
         self.num_supervised = int(num_supervised)
         self.weak_theta = float(weak_theta)
+        self.presence_embedding = presence_embedding
 
     @property
     def presence_score(self) -> PresenceScore:
@@ -121,13 +131,16 @@ class ConceptMask(keras.Model):
                 "image_size": self.image_size, "attention_scales": list(self.attention_scales),
                 "num_supervised": self.num_supervised, "weak_theta": self.weak_theta,
                 "presence_threshold": presence["threshold"],
-                "presence_scale": presence["scale"], "name": self.name,
+                "presence_scale": presence["scale"],
+                "presence_embedding": (None if self.presence_embedding is None else
+                                       keras.layers.serialize(self.presence_embedding)),
+                "name": self.name,
                 "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ConceptMask:
         config = copy.deepcopy(config)  # deserialize() consumes nested configs
-        for key in ("refinement", "segmentation"):
-            if isinstance(config[key], dict):
+        for key in ("refinement", "segmentation", "presence_embedding"):
+            if isinstance(config.get(key), dict):
                 config[key] = keras.layers.deserialize(config[key])
         return cls(**config)

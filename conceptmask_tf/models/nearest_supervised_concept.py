@@ -6,6 +6,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from conceptmask_tf.models._tensors import l2_normalize
@@ -55,7 +56,9 @@ class NearestSupervisedConcept(keras.layers.Layer):
     def call(self, concept_vectors):
         cosine = ops.einsum("bkd,pd->bkp", l2_normalize(concept_vectors),
                             l2_normalize(self.supervised_vectors))  # [B, K, P]
-        nearest = ops.argmax(cosine, axis=-1)  # [B, K]
+        # tf.argmax, not ops.argmax: keras 3.15 lowers a float argmax through signbit
+        # (Bitcast + BitwiseAnd), which neither TFLite builtins nor tf2onnx convert.
+        nearest = tf.argmax(cosine, axis=-1, output_type=tf.int32)  # [B, K]
         neighbours = ops.take(self.supervised_vectors, nearest, axis=0)  # [B, K, D]
         # The cosine at the argmax, not ops.max: keras' TF max refuses empty tensors (K = 0).
         best = ops.take_along_axis(cosine, ops.expand_dims(nearest, -1), axis=-1)[..., 0]

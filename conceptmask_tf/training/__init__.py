@@ -19,8 +19,13 @@ Modules:
 This package imports no TensorFlow until a stage module is imported.
 """
 
-from conceptmask_tf.training.config import (EmbeddingConfig, RefinementConfig,
-                                            SegmentationConfig, TrainingConfig, load_config)
+from conceptmask_tf.training.config import (
+                                            EmbeddingConfig,
+                                            RefinementConfig,
+                                            SegmentationConfig,
+                                            TrainingConfig,
+                                            load_config,
+)
 
 __all__ = ["EmbeddingConfig", "RefinementConfig", "SegmentationConfig", "TrainingConfig",
            "load_config"]

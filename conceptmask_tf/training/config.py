@@ -178,6 +178,11 @@ class SegmentationConfig(TrainingConfig):
                                                            "blocks.")
     positive_weight: float = _field(1.0, "Weight of mask pixels in the mask loss (see "
                                          "MaskLoss; 1 = plain cross-entropy).")
+    guided_attention_rate: float = _field(0.0, "Fraction of training examples whose "
+                                               "attention maps are blended with their "
+                                               "coarse ground-truth mask (weight ~ U(0, 1)) "
+                                               "so the network learns to follow attention; "
+                                               "0 = the paper.")
 
     stage: typing.ClassVar[str] = "segmentation"
 
@@ -196,6 +201,9 @@ class SegmentationConfig(TrainingConfig):
             problems.append("need 4 encoder_widths and 3 decoder_widths")
         if self.positive_weight <= 0:
             problems.append(f"positive_weight must be > 0, got {self.positive_weight}")
+        if not 0.0 <= self.guided_attention_rate <= 1.0:
+            problems.append("guided_attention_rate must be in [0, 1], got "
+                            f"{self.guided_attention_rate}")
         return problems
 
 

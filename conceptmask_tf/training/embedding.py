@@ -20,11 +20,18 @@ from conceptmask_tf.errors import DataError
 from conceptmask_tf.losses import CosineEmbeddingLoss
 from conceptmask_tf.models import ConceptAttention, EmbeddingModel, to_fully_convolutional
 from conceptmask_tf.training import artifacts, runner
-from conceptmask_tf.training.concept_sets import (TrainingConcepts, load_training_concepts,
-                                                  soft_topic_targets)
+from conceptmask_tf.training.concept_sets import (
+    TrainingConcepts,
+    load_training_concepts,
+    soft_topic_targets,
+)
 from conceptmask_tf.training.config import EmbeddingConfig
-from conceptmask_tf.training.summary_images import (Pictures, SummaryExamples, picture_rows,
-                                                    validation_examples)
+from conceptmask_tf.training.summary_images import (
+    Pictures,
+    SummaryExamples,
+    picture_rows,
+    validation_examples,
+)
 
 SUMMARY_SPLITS = ("strong", "weak_box", "weak_image")
 

@@ -29,16 +29,27 @@ from conceptmask_tf.data.pipelines import num_refinement_examples, refinement_da
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import BoxedImage
 from conceptmask_tf.errors import DataError
-from conceptmask_tf.losses import (BoxLoss, MatchingLoss, SpatialDiscriminationLoss,
-                                   matching_targets)
-from conceptmask_tf.models import (EmbeddingModel, FullyConvolutionalEmbedding, RefinementModel,
-                                   VocabularyAttention, to_fully_convolutional)
+from conceptmask_tf.losses import BoxLoss, MatchingLoss, SpatialDiscriminationLoss, matching_targets
+from conceptmask_tf.models import (
+    EmbeddingModel,
+    FullyConvolutionalEmbedding,
+    RefinementModel,
+    VocabularyAttention,
+    to_fully_convolutional,
+)
 from conceptmask_tf.training import artifacts, runner
-from conceptmask_tf.training.concept_sets import (BOX_LEVELS, TrainingConcepts,
-                                                  load_training_concepts)
+from conceptmask_tf.training.concept_sets import (
+    BOX_LEVELS,
+    TrainingConcepts,
+    load_training_concepts,
+)
 from conceptmask_tf.training.config import RefinementConfig
-from conceptmask_tf.training.summary_images import (Pictures, SummaryExamples, picture_rows,
-                                                    validation_examples)
+from conceptmask_tf.training.summary_images import (
+    Pictures,
+    SummaryExamples,
+    picture_rows,
+    validation_examples,
+)
 
 
 class RefinementTrainer(keras.Model):

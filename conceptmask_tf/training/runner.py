@@ -17,8 +17,12 @@ import tensorflow as tf
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.training import callbacks as callbacks_lib
 from conceptmask_tf.training.config import CONFIG_FILE, TrainingConfig, save_config
-from conceptmask_tf.training.strategy import (create_strategy, precision_policy,
-                                              precision_policy_name, resolve_jit_compile)
+from conceptmask_tf.training.strategy import (
+    create_strategy,
+    precision_policy,
+    precision_policy_name,
+    resolve_jit_compile,
+)
 from conceptmask_tf.training.summary_images import Pictures
 
 BACKUP_DIR = "backup"

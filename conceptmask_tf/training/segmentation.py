@@ -7,6 +7,12 @@ px). The maps (sigmoid of the refined logits) go with the image into the
 `SegmentationModel`, the only network trained; its min-max normalisation of each map is
 part of the model. Loss: `MaskLoss` (per-pixel sigmoid cross-entropy, crowd pixels
 ignored).
+
+Departure (optional, `guided_attention_rate`): the world's mask concepts are all objects,
+so a network trained only on the stage-2 maps of those concepts can score well by
+segmenting objectness and ignoring the attention (the concept-blind baseline comes close).
+With a rate r > 0, a fraction r of the training examples get attention maps blended with
+their ground-truth mask averaged down to the map's size, so following the attention pays.
 """
 
 from __future__ import annotations
@@ -28,11 +34,18 @@ from conceptmask_tf.errors import DataError
 from conceptmask_tf.losses import MaskLoss
 from conceptmask_tf.models import RefinementModel, ResizeImages, SegmentationModel
 from conceptmask_tf.training import artifacts, runner
-from conceptmask_tf.training.concept_sets import (MASK_LEVELS, TrainingConcepts,
-                                                  load_training_concepts)
+from conceptmask_tf.training.concept_sets import (
+    MASK_LEVELS,
+    TrainingConcepts,
+    load_training_concepts,
+)
 from conceptmask_tf.training.config import SegmentationConfig
-from conceptmask_tf.training.summary_images import (Pictures, SummaryExamples, picture_rows,
-                                                    validation_examples)
+from conceptmask_tf.training.summary_images import (
+    Pictures,
+    SummaryExamples,
+    picture_rows,
+    validation_examples,
+)
 
 
 class SegmentationTrainer(keras.Model):
@@ -45,15 +58,21 @@ class SegmentationTrainer(keras.Model):
         image_size: S, the side of the training images.
         attention_scales: Input scales (relative to S) of the attention passes.
         positive_weight: See `MaskLoss`.
+        guided_attention_rate: Fraction of training examples whose maps are blended
+            with their coarse ground truth (`guide_attention`); needs "guide_mask" in
+            the features.
+        seed: Seed of the guidance draws.
         **kwargs: keras.Model arguments.
 
-    Inputs: the stage-3 pipeline's features {"image": [B, S, S, 3], "concept_id": [B]}.
+    Inputs: the stage-3 pipeline's features {"image": [B, S, S, 3], "concept_id": [B]},
+        plus "guide_mask" [B, S, S, 1] (the target mask) when guidance is on.
     Outputs: mask logits float32 [B, S, S, 1] (the layout of the "mask" targets).
     """
 
     def __init__(self, segmentation: SegmentationModel, refinement: RefinementModel,
                  image_size: int, attention_scales: Sequence[float],
-                 positive_weight: float = 1.0, **kwargs: Any) -> None:
+                 positive_weight: float = 1.0, guided_attention_rate: float = 0.0,
+                 seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if len(attention_scales) != segmentation.num_attention_maps:
             raise ValueError(f"{len(attention_scales)} attention scales for a segmentation "
@@ -66,6 +85,8 @@ class SegmentationTrainer(keras.Model):
         self.resizers = [ResizeImages(round(scale * image_size), name=f"resize_scale_{i}")
                          for i, scale in enumerate(attention_scales)]
         self.mask_loss = MaskLoss(positive_weight)
+        self.guided_attention_rate = float(guided_attention_rate)
+        self.guide_seeds = keras.random.SeedGenerator(seed, name="guide_seeds")
         self.built = True  # every weight exists already (BackupAndRestore needs it built)
 
     def attention_maps(self, image, concept_ids) -> list:
@@ -82,9 +103,29 @@ class SegmentationTrainer(keras.Model):
         # int32 again: Keras' symbolic build under MirroredStrategy averages the batch.
         concept_ids = ops.expand_dims(ops.cast(features["concept_id"], "int32"), 1)  # [B, 1]
         maps = self.attention_maps(image, concept_ids)
+        if training and self.guided_attention_rate > 0 and "guide_mask" in features:
+            maps = self.guide_attention(maps, features["guide_mask"])
         logits = self.segmentation({"image": image, **{
             f"attention_{i}": m for i, m in enumerate(maps)}}, training=training)["logits"]
         return ops.transpose(logits, (0, 2, 3, 1))  # [B, 1, S, S] -> [B, S, S, 1]
+
+    def guide_attention(self, maps: list, mask) -> list:
+        """Blends a random fraction of the maps [B, 1, h, w] with the mask [B, S, S, 1].
+
+        Each example is guided with probability `guided_attention_rate`, with one blend
+        weight a ~ U(0, 1) for all its scales: a * coarse_mask + (1 - a) * attention,
+        where coarse_mask is the mask area-averaged to the map's size.
+        """
+        batch = ops.shape(mask)[0]
+        draws = keras.random.uniform((batch, 2), seed=self.guide_seeds)
+        guided = ops.cast(draws[:, 0] < self.guided_attention_rate, "float32")
+        weight = ops.reshape(guided * draws[:, 1], (-1, 1, 1, 1))  # [B, 1, 1, 1]
+        blended = []
+        for attention in maps:
+            coarse = tf.image.resize(mask, attention.shape[2:], method="area")  # [B, h, w, 1]
+            coarse = ops.transpose(coarse, (0, 3, 1, 2))  # [B, 1, h, w]
+            blended.append(weight * coarse + (1.0 - weight) * attention)
+        return blended
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         # A keras Loss: already scaled for tf.distribute. No weight regularizers to add.
@@ -125,6 +166,8 @@ def train(config: SegmentationConfig,
         dataset = segmentation_dataset(
             config.data_root, masked, index, image_size=config.image_size,
             **runner.training_input_options(config, skips))
+        if config.guided_attention_rate > 0:
+            dataset = dataset.map(lambda x, y: ({**x, "guide_mask": y["mask"]}, y))
         examples = validation_examples(config.data_root, MASK_LEVELS, index, config.image_size,
                                        config.summary_images)
         pictures = None if examples is None else Pictures(
@@ -176,6 +219,8 @@ def build_trainer(config: SegmentationConfig, concepts: TrainingConcepts
                                      config.decoder_widths)
     return SegmentationTrainer(segmentation, refinement, config.image_size, config.scales,
                                positive_weight=config.positive_weight,
+                               guided_attention_rate=config.guided_attention_rate,
+                               seed=config.seed,
                                name="segmentation_trainer")
 
 

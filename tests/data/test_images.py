@@ -125,6 +125,16 @@ def test_load_image_applies_exif_orientation_and_gives_rgb(tmp_path):
                                   np.repeat(rgb[..., 1:2], 3, axis=-1))
 
 
+def test_load_image_scales_sixteen_bit_images_instead_of_clipping(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 16).round().astype(np.uint16), (4, 1))  # [4, 16]
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)
+    loaded = images.load_image(str(path))
+    assert loaded.shape == (4, 16, 3)
+    # 65535 -> 255, 0 -> 0, and a 16-bit value v -> round(v / 257) (PIL alone gives 255).
+    np.testing.assert_array_equal(loaded[..., 0], np.round(ramp / 257.0).astype(np.uint8))
+
+
 def test_load_image_raises_data_error_naming_the_file(tmp_path):
     with pytest.raises(DataError, match="absent.jpg"):
         images.load_image(str(tmp_path / "absent.jpg"))

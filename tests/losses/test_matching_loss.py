@@ -3,8 +3,12 @@
 import numpy as np
 import pytest
 
-from conceptmask_tf.losses import (MatchingLoss, binarize_attention, matching_targets,
-                                   select_matching_concepts)
+from conceptmask_tf.losses import (
+    MatchingLoss,
+    binarize_attention,
+    matching_targets,
+    select_matching_concepts,
+)
 
 L3 = np.log(3.0)
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 from conceptmask_tf.models import ConceptMask, PresenceScore
 from tests.models.tiny import (
     assert_same_outputs,
+    embedding_model,
     images,
     refinement_model,
     segmentation_model,
@@ -104,6 +105,29 @@ def test_presence_calibration_is_kept_by_save_and_load(concept_mask, tmp_path):
         assert_same_outputs(loaded(inputs, training=False), expected)
     finally:
         layer.set_calibration(threshold=0.1, scale=4.0)
+
+
+def test_presence_embedding_scores_presence_from_the_stage1_network(concept_mask, tmp_path):
+    stage1 = embedding_model()
+    model = ConceptMask(concept_mask.refinement, concept_mask.segmentation, SIZE, SCALES,
+                        presence_threshold=0.1, presence_scale=4.0, presence_embedding=stage1)
+    inputs = _inputs()
+    out = model(inputs, training=False)
+    resized = tf.image.resize(inputs["image"], (SIZE, SIZE), antialias=False)
+    pooled = np.asarray(stage1(resized, training=False))  # [B, D]
+    similarity = np.einsum("bd,bkd->bk", _unit(pooled), _unit(inputs["word_vectors"]))
+    np.testing.assert_allclose(out["similarity"], similarity, atol=1e-5)
+    np.testing.assert_allclose(out["presence"], 1 / (1 + np.exp(-4.0 * (similarity - 0.1))),
+                               atol=1e-5)
+    plain = ConceptMask(concept_mask.refinement, concept_mask.segmentation, SIZE, SCALES)
+    assert np.abs(np.asarray(plain(inputs, training=False)["similarity"])
+                  - similarity).max() > 1e-3  # the stage-2 embedding differs
+    # Masks do not depend on where presence comes from.
+    np.testing.assert_allclose(out["mask_probs"], plain(inputs, training=False)["mask_probs"],
+                               atol=1e-6)
+    path = str(tmp_path / "with_presence_embedding.keras")
+    model.save(path)
+    assert_same_outputs(keras.saving.load_model(path)(inputs, training=False), out)
 
 
 def test_config_round_trip(concept_mask):

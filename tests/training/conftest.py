@@ -14,8 +14,12 @@ import pytest
 from conceptmask_tf.concepts.build import build_concepts
 from conceptmask_tf.data.world import WorldConfig, generate_world
 from conceptmask_tf.training import embedding, refinement, segmentation
-from conceptmask_tf.training.config import (EmbeddingConfig, RefinementConfig,
-                                            SegmentationConfig, TrainingConfig)
+from conceptmask_tf.training.config import (
+    EmbeddingConfig,
+    RefinementConfig,
+    SegmentationConfig,
+    TrainingConfig,
+)
 
 WORD_DIM = 16
 COMMON = {"image_size": 32, "batch_size": 8, "epochs": 4, "steps": 5, "learning_rate": 3e-3,

@@ -12,23 +12,24 @@ import tensorflow as tf
 _CPU = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import json  # noqa: E402
-import sys  # noqa: E402
+import json
+import sys
 
-from conceptmask_tf.data.boxes import load_box_images  # noqa: E402
-from conceptmask_tf.data.coco import read_coco_instances  # noqa: E402
-from conceptmask_tf.data.layout import DataRoot  # noqa: E402
-from conceptmask_tf.data.pipelines import (embedding_dataset, refinement_dataset,  # noqa: E402
-                                           segmentation_dataset)
-from conceptmask_tf.data.skips import SkipCounter  # noqa: E402
-from conceptmask_tf.data.tags import read_tag_corpus  # noqa: E402
-from conceptmask_tf.losses import CosineEmbeddingLoss  # noqa: E402
-from conceptmask_tf.training import embedding, refinement, segmentation  # noqa: E402
-from conceptmask_tf.training.concept_sets import (load_training_concepts,  # noqa: E402
-                                                  soft_topic_targets)
-from conceptmask_tf.training.config import (EmbeddingConfig, RefinementConfig,  # noqa: E402
-                                            SegmentationConfig)
-from tests.training.conftest import World, tiny_config  # noqa: E402
+from conceptmask_tf.data.boxes import load_box_images
+from conceptmask_tf.data.coco import read_coco_instances
+from conceptmask_tf.data.layout import DataRoot
+from conceptmask_tf.data.pipelines import (
+    embedding_dataset,
+    refinement_dataset,
+    segmentation_dataset,
+)
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.tags import read_tag_corpus
+from conceptmask_tf.losses import CosineEmbeddingLoss
+from conceptmask_tf.training import embedding, refinement, segmentation
+from conceptmask_tf.training.concept_sets import load_training_concepts, soft_topic_targets
+from conceptmask_tf.training.config import EmbeddingConfig, RefinementConfig, SegmentationConfig
+from tests.training.conftest import World, tiny_config
 
 BATCH = {"image_size": 32, "batch_size": 8, "training": False}
 

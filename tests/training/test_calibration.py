@@ -10,9 +10,14 @@ from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.splits import read_splits
 from conceptmask_tf.models import ConceptMask
 from conceptmask_tf.training import artifacts
-from conceptmask_tf.training.calibration import (best_theta, calibrate_model,
-                                                 calibrate_presence, choose_weak_theta,
-                                                 presence_metrics, set_weak_theta)
+from conceptmask_tf.training.calibration import (
+    best_theta,
+    calibrate_model,
+    calibrate_presence,
+    choose_weak_theta,
+    presence_metrics,
+    set_weak_theta,
+)
 
 LN9 = math.log(9.0)
 

@@ -7,9 +7,15 @@ import numpy as np
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import TagCorpus, read_tag_corpus
 from conceptmask_tf.data.types import TaggedImage
-from conceptmask_tf.training.concept_sets import (BOX_LEVELS, MASK_LEVELS, NO_TARGET,
-                                                  NOT_A_TARGET, TAG_NOT_IN_VOCABULARY,
-                                                  load_training_concepts, soft_topic_targets)
+from conceptmask_tf.training.concept_sets import (
+    BOX_LEVELS,
+    MASK_LEVELS,
+    NO_TARGET,
+    NOT_A_TARGET,
+    TAG_NOT_IN_VOCABULARY,
+    load_training_concepts,
+    soft_topic_targets,
+)
 
 
 def test_soft_topic_targets_give_zero_shot_tags_no_weight(world):

@@ -10,9 +10,15 @@ import pytest
 from absl import flags
 
 from conceptmask_tf.training import cli
-from conceptmask_tf.training.config import (EmbeddingConfig, RefinementConfig,
-                                            SegmentationConfig, config_from_dict,
-                                            config_to_dict, load_config, save_config)
+from conceptmask_tf.training.config import (
+    EmbeddingConfig,
+    RefinementConfig,
+    SegmentationConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PATHS = {"data_root": "/d", "concepts_dir": "/c", "model_dir": "/m"}

@@ -8,8 +8,12 @@ import pytest
 
 from conceptmask_tf.training import embedding, refinement
 from conceptmask_tf.training.config import EmbeddingConfig, RefinementConfig
-from conceptmask_tf.training.strategy import (create_strategy, precision_policy,
-                                              precision_policy_name, resolve_jit_compile)
+from conceptmask_tf.training.strategy import (
+    create_strategy,
+    precision_policy,
+    precision_policy_name,
+    resolve_jit_compile,
+)
 from tests.training.conftest import tiny_config
 
 

@@ -168,3 +168,45 @@ def test_single_att_trains_with_one_attention_scale(world, stage2):
     assert result.model.num_attention_maps == 1
     assert _runtime(result.config.model_dir)["attention_sizes"] == [32]
     assert np.isfinite(result.history["loss"]).all()
+
+
+def test_guided_attention_blends_each_example_with_its_coarse_mask(stage3):
+    trainer = stage3.trainer
+    rng = np.random.default_rng(3)
+    maps = [rng.uniform(0.0, 0.9, (6, 1, 4, 4)).astype(np.float32),
+            rng.uniform(0.0, 0.9, (6, 1, 8, 8)).astype(np.float32)]
+    mask = np.zeros((6, 16, 16, 1), np.float32)
+    mask[:, :, :8] = 1.0  # left half: area-averaged to 4x4 and 8x8 it stays left half 1
+    rate = trainer.guided_attention_rate
+    try:
+        trainer.guided_attention_rate = 0.0
+        for kept, attention in zip(trainer.guide_attention(maps, mask), maps):
+            np.testing.assert_array_equal(np.asarray(kept), attention)
+        trainer.guided_attention_rate = 1.0
+        blended = [np.asarray(b) for b in trainer.guide_attention(maps, mask)]
+    finally:
+        trainer.guided_attention_rate = rate
+    weights = []
+    for attention, result in zip(maps, blended):
+        side = attention.shape[-1]
+        coarse = np.zeros_like(attention)
+        coarse[..., : side // 2] = 1.0
+        # result = a * coarse + (1 - a) * attention: recover a from the mask pixels.
+        a = (result - attention)[..., : side // 2] / (1.0 - attention[..., : side // 2])
+        a = a.reshape(6, -1)
+        np.testing.assert_allclose(a, a[:, :1].repeat(a.shape[1], 1), atol=1e-5)
+        np.testing.assert_allclose(result, a[:, 0, None, None, None] * coarse
+                                   + (1 - a[:, 0, None, None, None]) * attention, atol=1e-5)
+        weights.append(a[:, 0])
+    np.testing.assert_allclose(weights[0], weights[1], atol=1e-5)  # one weight per example
+    assert ((weights[0] >= 0) & (weights[0] <= 1)).all() and np.ptp(weights[0]) > 0
+
+
+@pytest.mark.slow
+def test_guided_attention_training_feeds_the_mask_to_the_trainer(world, stage2):
+    result = segmentation.train(tiny_config(SegmentationConfig, world, "guided",
+                                            guided_attention_rate=0.5, epochs=1, steps=2,
+                                            summary_images=0))
+    assert result.trainer.guided_attention_rate == 0.5
+    assert load_config(result.config.model_dir).guided_attention_rate == 0.5
+    assert np.isfinite(result.history["loss"]).all()
