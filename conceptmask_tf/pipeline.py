@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -323,10 +324,18 @@ def _exported(config: PipelineConfig) -> bool:
 def _export(config: PipelineConfig) -> dict[str, Any]:
     from conceptmask_tf.serving.exporter import export_models_dir
 
-    return export_models_dir(config.models_dir, config.export_dir,
-                             concepts_dir=config.concepts_dir, data_root=config.data_root,
-                             name=EXPORT_NAME, tflite=True, onnx=True,
-                             progress=config.progress)
+    # TensorFlow logs every SavedModel write at INFO (fingerprints, renamed inputs): keep
+    # the pipeline's output to its own progress lines.
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(max(level, logging.WARNING))
+    try:
+        return export_models_dir(config.models_dir, config.export_dir,
+                                 concepts_dir=config.concepts_dir, data_root=config.data_root,
+                                 name=EXPORT_NAME, tflite=True, onnx=True,
+                                 progress=config.progress)
+    finally:
+        tf_logger.setLevel(level)
 
 
 def _concepts_stamp(config: PipelineConfig) -> dict[str, Any]:

@@ -25,6 +25,16 @@ CONCEPTS_FILE = "concepts.tsv"
 VECTORS_FILE = "word_vectors.npy"
 
 
+def require_concepts(concepts_dir: str) -> None:
+    """Raises FileNotFoundError naming a missing word-vector file and its producer."""
+    for name in (CONCEPTS_FILE, VECTORS_FILE):
+        path = os.path.join(concepts_dir, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} does not exist: the word vectors are written by "
+                                    "conceptmask-concepts (conceptmask-pipeline puts them in "
+                                    "<work_dir>/concepts); pass their folder as concepts_dir")
+
+
 def soft_topic_vectors(indptr: np.ndarray, ids: np.ndarray, vectors: np.ndarray,
                        idf: np.ndarray, exclude: Iterable[int] = (),
                        normalize: bool = False) -> np.ndarray:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from conceptmask_tf.concepts.embeddings import CONCEPTS_FILE, VECTORS_FILE, ConceptEmbeddings
+from conceptmask_tf.concepts.embeddings import ConceptEmbeddings, require_concepts
 from conceptmask_tf.data.layout import SPLITS, DataRoot
 from conceptmask_tf.evaluation import report as report_lib
 from conceptmask_tf.evaluation.attention_evaluation import evaluate_attention, null_attention
@@ -63,15 +63,6 @@ CALIBRATION_SPLITS = ("strong", "weak_box", "weak_image")
 def default_concepts_dir(models_dir: str) -> str:
     """`<models_dir>/../concepts`, where the pipeline writes the word vectors."""
     return os.path.normpath(os.path.join(models_dir, os.pardir, "concepts"))
-
-
-def _require_concepts(concepts_dir: str) -> None:
-    for name in (CONCEPTS_FILE, VECTORS_FILE):
-        path = os.path.join(concepts_dir, name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} does not exist: the word vectors are written by "
-                                    "conceptmask-concepts (conceptmask-pipeline puts them in "
-                                    "<work_dir>/concepts); pass their folder as concepts_dir")
 
 
 def calibrate(model: ConceptMask, data_root: str, concepts_dir: str,
@@ -191,7 +182,7 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
     start = time.perf_counter()
     timing: dict[str, float | None] = {}
     concepts_dir = concepts_dir or default_concepts_dir(models_dir)
-    _require_concepts(concepts_dir)
+    require_concepts(concepts_dir)
     variants = load_variants(models_dir, image_size)
     embeddings = ConceptEmbeddings.load(concepts_dir)
     model_dim = variants.networks["refinement"].embedding.embedding_dim

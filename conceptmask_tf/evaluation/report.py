@@ -374,7 +374,9 @@ def _segmentation_section(report: Mapping[str, Any]) -> list[str]:
                      _fmt(PAPER_IOU_OURS[split]), _fmt(PAPER_IOU_SALIENCY[split])])
     note = ("Full model; masks binarized at 0.5, metrics averaged per concept then over concepts. "
             "Concept-blind = the segmentation network given a uniform attention map (a saliency "
-            "stand-in). The paper's zero-shot figures are from §5.4.")
+            "stand-in only if that network segments salient regions without attention; one "
+            "trained with guided attention predicts almost nothing from it). The paper's "
+            "zero-shot figures are from §5.4.")
     return ["## Segmentation by supervision level (paper Table 2)", "", note, "",
             *_table(header, rows)]
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from conceptmask_tf.concepts.embeddings import CONCEPTS_FILE, VECTORS_FILE, ConceptEmbeddings
+from conceptmask_tf.concepts.embeddings import ConceptEmbeddings, require_concepts
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.evaluation.evaluator import default_concepts_dir
 from conceptmask_tf.evaluation.variants import (
@@ -35,16 +35,6 @@ CALIBRATION_KEYS = ("threshold", "scale", "theta")
 def default_report_path(models_dir: str) -> str:
     """`<models_dir>/../report/report.json`, where the pipeline writes the report."""
     return os.path.normpath(os.path.join(models_dir, os.pardir, "report", "report.json"))
-
-
-def require_concepts(concepts_dir: str) -> None:
-    """Raises FileNotFoundError naming the missing word-vector file and its producer."""
-    for name in (CONCEPTS_FILE, VECTORS_FILE):
-        path = os.path.join(concepts_dir, name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} does not exist: the word vectors are written by "
-                                    "conceptmask-concepts (conceptmask-pipeline puts them in "
-                                    "<work_dir>/concepts); pass their folder as concepts_dir")
 
 
 def read_calibration(calibration: str | Mapping[str, Any] | None, models_dir: str
