@@ -11,7 +11,7 @@ the ratio of each median to the SavedModel's; then each runtime's parity with th
 on a few images (`parity`).
 
     /work/venv/bin/python benchmarks/export_latency.py \
-        [--models_dir /work/exp/demo/models] [--concepts_dir D] [--image_side 256] \
+        [--models_dir conceptmask_demo/models] [--concepts_dir D] [--image_side 256] \
         [--repeats 30] [--threads N] [--json out.json]
 
 Without a models folder (`--models_dir ""`, or the default one missing) it exports an
@@ -197,7 +197,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models_dir", default="/work/exp/demo/models",
+    parser.add_argument("--models_dir", default="conceptmask_demo/models",
                         help="pipeline models folder; '' for an untrained model")
     parser.add_argument("--concepts_dir", default=None,
                         help="word vectors (default: <models_dir>/../concepts)")
@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="CPU threads of every runtime (TensorFlow intra- and inter-op)")
     parser.add_argument("--parity_images",
-                        default="/work/exp/demo/data/images/test_*",
+                        default="conceptmask_demo/data/images/test_*",
                         help="glob of images for the parity figures (none found: the "
                              "timing image)")
     parser.add_argument("--parity_count", type=int, default=20)
