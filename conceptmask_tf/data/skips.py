@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+from collections.abc import Collection
 
 from conceptmask_tf.errors import DataError
 
@@ -57,6 +58,10 @@ class SkipCounter:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    def count_of(self, reasons: Collection[str]) -> int:
+        """Records skipped for any of `reasons`."""
+        return sum(n for reason, n in self.counts.items() if reason in reasons)
 
     def merge(self, other: SkipCounter) -> None:
         """Adds another counter's skips to this one."""

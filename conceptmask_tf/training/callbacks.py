@@ -2,14 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+
+PARTIAL_PREFIX = ".partial-"
+
+
+@contextlib.contextmanager
+def replacing(path: str) -> Iterator[str]:
+    """Yields a temporary path to write instead of `path`, then renames it to `path`.
+
+    The temporary file (`.partial-<name>` in the same folder, so its suffix is the one
+    Keras asks for) is flushed to disk and renamed over `path` in one step
+    (`os.replace`): a reader, or a run restarted after a crash or a kill, finds the old
+    complete file or the new one, never half a file. If the block raises, the temporary
+    file is removed and `path` is untouched.
+
+    Args:
+        path: The file to (re)write.
+    """
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, PARTIAL_PREFIX + name)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def remove_partial_files(directory: str) -> None:
+    """Removes temporary files a killed `replacing` block left in `directory`."""
+    for path in glob.glob(os.path.join(glob.escape(directory), PARTIAL_PREFIX + "*")):
+        os.remove(path)
+
+
+def optimizer_steps(model: keras.Model) -> int:
+    """Optimizer steps taken so far; also for a distributed (mirrored) iterations variable,
+    which plain `int()` refuses."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
 class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -21,6 +64,9 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
     `steps_per_epoch` fixed, training resumes in epoch iterations // steps_per_epoch and
     that epoch ends after its remaining steps, so the total number of steps (and the epoch
     numbering of logs and checkpoints) is the uninterrupted run's.
+
+    Keras writes the backup in place, so a job killed while writing leaves a broken
+    backup; here each file is written to a temporary file and renamed (`replacing`).
 
     Args:
         backup_dir: Folder of the backup (used by nothing else; deleted after a
@@ -35,18 +81,29 @@ class StepBackupAndRestore(keras.callbacks.BackupAndRestore):
         self._end_resumed_epoch_early = False
 
     def on_train_begin(self, logs=None):
+        if os.path.isdir(self.backup_dir):
+            remove_partial_files(self.backup_dir)
         super().on_train_begin(logs)
         if not os.path.exists(self._weights_path):
             return
-        done = int(self.model.optimizer.iterations)
+        done = optimizer_steps(self.model)
         self.model._initial_epoch = done // self.steps_per_epoch  # read by Keras' fit loop
         self._end_resumed_epoch_early = done % self.steps_per_epoch != 0
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, logs)
         if (self._end_resumed_epoch_early
-                and int(self.model.optimizer.iterations) % self.steps_per_epoch == 0):
+                and optimizer_steps(self.model) % self.steps_per_epoch == 0):
             self.model.stop_training = True  # ends this epoch's step loop ...
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        # Weights first: the restore reads its step from them, not from the metadata.
+        with replacing(self._weights_path) as temporary:
+            self.model.save_weights(temporary, overwrite=True)
+        with replacing(self._training_metadata_path) as temporary:
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -86,8 +143,8 @@ class SyncReplicaStatistics(keras.callbacks.Callback):
 class StageCheckpoint(keras.callbacks.Callback):
     """Saves the stage network (not the training wrapper) as .keras after each epoch.
 
-    Files: `<directory>/<prefix>-epoch<NNN>.keras` (epoch counted from 1); only the newest
-    `keep` are kept.
+    Files: `<directory>/<prefix>-epoch<NNN>.keras` (epoch counted from 1), each written
+    to a temporary file and renamed (`replacing`); only the newest `keep` are kept.
 
     Args:
         stage_model: The network to save (e.g. the RefinementModel inside its trainer).
@@ -104,10 +161,15 @@ class StageCheckpoint(keras.callbacks.Callback):
         self.prefix = prefix
         self.keep = int(keep)
 
+    def on_train_begin(self, logs=None):
+        if os.path.isdir(self.directory):
+            remove_partial_files(self.directory)
+
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.directory, exist_ok=True)
-        self.stage_model.save(os.path.join(self.directory,
-                                           f"{self.prefix}-epoch{epoch + 1:03d}.keras"))
+        path = os.path.join(self.directory, f"{self.prefix}-epoch{epoch + 1:03d}.keras")
+        with replacing(path) as temporary:
+            self.stage_model.save(temporary)
         saved = sorted(glob.glob(os.path.join(self.directory, f"{self.prefix}-epoch*.keras")))
         for old in saved[:-self.keep]:
             os.remove(old)

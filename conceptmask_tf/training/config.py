@@ -49,8 +49,13 @@ class TrainingConfig:
     scale_jitter: float = _field(0.0, "Random zoom-in crops keeping 1 - scale_jitter .. 1 of "
                                       "each side (0 disables).")
     shuffle_buffer: int | None = _field(None, "Shuffle buffer; default: all examples.")
-    check_files: bool = _field(True, "Check every image file before training (unreadable "
-                                     "files are counted skips).")
+    check_files: bool = _field(True, "Check (decode) every image file before training "
+                                     "(unreadable files are counted skips).")
+    max_bad_fraction: float = _field(0.1, "Stop before training when more than this "
+                                          "fraction of the training records is bad "
+                                          "(unreadable image files, boxes or masks "
+                                          "outside the image, ...); bad records below it "
+                                          "are skipped and reported.")
     jit_compile: bool = _field(False, "Compile the train step with XLA (turned off, with a "
                                       "warning, under MirroredStrategy with > 1 replica).")
     distribution_strategy: str = _field("none", "tf.distribute strategy: none (default "
@@ -88,6 +93,8 @@ class TrainingConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            problems.append(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
         if not 0.0 <= self.scale_jitter < 1.0:
             problems.append(f"scale_jitter must be in [0, 1), got {self.scale_jitter}")
         problems.extend(_check_choices(self))

@@ -80,7 +80,8 @@ def train(config: EmbeddingConfig,
             examples.description("image | coarse attention <e_ij, w> (min-max scaled)"))
         return runner.fit_stage(
             model, dataset, config=config, runtime=runtime, stage_model=model,
-            model_file=artifacts.MODEL_FILES["embedding"], pictures=pictures,
+            model_file=artifacts.MODEL_FILES["embedding"], num_examples=len(paths),
+            pictures=pictures,
             facts={"num_examples": len(paths),
                    "vocabulary_size": len(concepts.embeddings.vocabulary),
                    "embedding_dim": concepts.embeddings.dim,

@@ -223,7 +223,8 @@ def train(config: RefinementConfig,
         spatial = trainer.spatial_loss
         return runner.fit_stage(
             trainer, dataset, config=config, runtime=runtime, stage_model=refinement,
-            model_file=artifacts.MODEL_FILES["refinement"], pictures=pictures,
+            model_file=artifacts.MODEL_FILES["refinement"], num_examples=num_examples,
+            pictures=pictures,
             facts={"num_examples": num_examples, "mask_size": mask_size,
                    "target_concepts": sorted(index),
                    "matching_concepts": trainer.matching_top_n,

@@ -14,7 +14,11 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from conceptmask_tf.data import _box_geometry, coco, images, open_images, visual_genome
+from conceptmask_tf.data.pipelines import refinement as refinement_pipeline
+from conceptmask_tf.data.pipelines import segmentation as segmentation_pipeline
 from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.errors import DataError
 from conceptmask_tf.training import callbacks as callbacks_lib
 from conceptmask_tf.training.config import CONFIG_FILE, TrainingConfig, save_config
 from conceptmask_tf.training.strategy import (
@@ -22,6 +26,7 @@ from conceptmask_tf.training.strategy import (
     precision_policy,
     precision_policy_name,
     resolve_jit_compile,
+    worker_model_dir,
 )
 from conceptmask_tf.training.summary_images import Pictures
 
@@ -30,6 +35,18 @@ CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 
 logger = logging.getLogger(__name__)
+
+# Skip reasons that mean a broken record (not a deliberate filter such as a concept that
+# is not a target); `check_bad_fraction` limits their share. Image file problems are
+# counted once per file, among the training examples.
+BAD_IMAGE_FILE_REASONS = frozenset({
+    images.MISSING, images.EMPTY, images.UNREADABLE, images.UNSUPPORTED, images.TRUNCATED,
+    images.TOO_LARGE})
+BAD_ANNOTATION_REASONS = frozenset({
+    _box_geometry.OUTSIDE, _box_geometry.DEGENERATE, refinement_pipeline.NON_FINITE_BOX,
+    coco.SKIP_EMPTY_MASK, coco.SKIP_EMPTY_SEGMENTATION, coco.SKIP_SHORT_POLYGON,
+    segmentation_pipeline.BAD_MASK, open_images.SKIP_MISSING_IMAGE,
+    visual_genome.SKIP_MISSING_IMAGE})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +89,8 @@ class TrainResult:
     @property
     def steps(self) -> int:
         """Optimizer steps taken in all (this and resumed) runs."""
-        return int(self.trainer.optimizer.iterations)
+        # int() of a variable created under a strategy fails (a MirroredVariable).
+        return callbacks_lib.optimizer_steps(self.trainer)
 
     def summary(self) -> str:
         """A short report of what was trained and written."""
@@ -100,8 +118,8 @@ def training_runtime(config: TrainingConfig,
         strategy: A strategy to use instead of creating the configured one.
 
     Raises:
-        NotImplementedError: multi_worker (see `create_strategy`).
-        ValueError: The batch does not split evenly over the replicas.
+        ValueError: The batch does not split evenly over the replicas, or multi_worker
+            without TF_CONFIG (see `create_strategy`).
     """
     keras.utils.set_random_seed(config.seed)
     if strategy is None:
@@ -150,9 +168,44 @@ def resolve_steps(config: TrainingConfig, num_examples: int) -> int:
 
 def resolved_config(config: TrainingConfig, num_examples: int, runtime: Runtime
                     ) -> TrainingConfig:
-    """`config` with steps per epoch (`resolve_steps`) and XLA as the runtime uses them."""
+    """`config` with steps per epoch (`resolve_steps`) and XLA as the runtime uses them.
+
+    On a non-chief multi-worker process the model dir is its own (`worker_model_dir`).
+    """
     return dataclasses.replace(config, steps=resolve_steps(config, num_examples),
-                               jit_compile=runtime.jit_compile)
+                               jit_compile=runtime.jit_compile,
+                               model_dir=worker_model_dir(config.model_dir, runtime.strategy))
+
+
+def check_bad_fraction(skips: SkipCounter, num_examples: int, max_fraction: float) -> None:
+    """Refuses to train when too many training records are bad.
+
+    Records are the stage's training examples (whose image files were checked) plus the
+    annotation records dropped as broken before they became examples (e.g. a box outside
+    its image), so the fraction is bad records / records.
+
+    Args:
+        skips: The run's skipped records.
+        num_examples: Training examples before the image file checks.
+        max_fraction: The most bad records allowed, as a fraction (`--max_bad_fraction`).
+
+    Raises:
+        DataError: More than `max_fraction` of the records are bad; names the fraction,
+            the limit, the flag and example records.
+    """
+    bad_files = skips.count_of(BAD_IMAGE_FILE_REASONS)
+    bad_annotations = skips.count_of(BAD_ANNOTATION_REASONS)
+    bad = bad_files + bad_annotations
+    records = num_examples + bad_annotations
+    if not bad or bad <= max_fraction * records:
+        return
+    reasons = [r for r, _ in skips.counts.most_common()
+               if r in BAD_IMAGE_FILE_REASONS | BAD_ANNOTATION_REASONS]
+    details = "; ".join(f"{skips.counts[r]} x {r} (e.g. {', '.join(skips.examples[r])})"
+                        for r in reasons)
+    raise DataError(f"{bad} of {records} training records ({bad / records:.1%}) are bad, "
+                    f"more than --max_bad_fraction={max_fraction:g} allows: {details}. "
+                    "Fix or remove them, or raise --max_bad_fraction.")
 
 
 def check_resume(config: TrainingConfig) -> None:
@@ -179,10 +232,10 @@ def check_resume(config: TrainingConfig) -> None:
 
 def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: TrainingConfig,
               runtime: Runtime, stage_model: keras.Model, model_file: str,
-              pictures: Pictures | None = None,
+              num_examples: int, pictures: Pictures | None = None,
               facts: dict[str, Any] | None = None, skips: SkipCounter | None = None,
               callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
-    """Writes config.json, fits with the standard callbacks and saves the stage network.
+    """Checks the bad records, writes config.json, fits and saves the stage network.
 
     Callbacks: `SyncReplicaStatistics` (BatchNorm statistics of all replicas averaged
     each epoch), `StepBackupAndRestore` (model_dir/backup, every `save_freq` steps),
@@ -196,14 +249,25 @@ def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: Trainin
         config: The resolved configuration (steps set).
         runtime: From `training_runtime`.
         stage_model: The network saved at the end (and in checkpoints).
-        model_file: File name of the final model in model_dir.
+        model_file: File name of the final model in model_dir (written to a temporary
+            file and renamed).
+        num_examples: Training examples before the image file checks (for
+            `check_bad_fraction`).
         pictures: TensorBoard pictures drawn each epoch (None: no pictures).
         facts: Extra "runtime" facts for config.json.
         skips: Records dropped while reading the data.
         callbacks: Extra callbacks (run last).
+
+    Raises:
+        DataError: More than `config.max_bad_fraction` of the records are bad.
+        ValueError: model_dir holds a backup of a run with other step accounting.
     """
+    skips = skips if skips is not None else SkipCounter()
+    check_bad_fraction(skips, num_examples, config.max_bad_fraction)
+    skips.log(logger)
     check_resume(config)
-    save_config(config, config.model_dir, {**runtime.facts(), **(facts or {})})
+    save_config(config, config.model_dir, {**runtime.facts(), **(facts or {}),
+                                           "skipped_records": skips.as_dict()})
     model_dir = config.model_dir
     standard = [callbacks_lib.SyncReplicaStatistics(),
                 callbacks_lib.StepBackupAndRestore(os.path.join(model_dir, BACKUP_DIR),
@@ -228,6 +292,7 @@ def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: Trainin
                           callbacks=[*standard, *callbacks], shuffle=False,
                           verbose=callbacks_lib.progress_verbosity())
     model_path = os.path.join(model_dir, model_file)
-    stage_model.save(model_path)
+    with callbacks_lib.replacing(model_path) as temporary:
+        stage_model.save(temporary)
     return TrainResult(config, stage_model, trainer, dict(history.history), model_path,
-                       skips or SkipCounter())
+                       skips)

@@ -175,7 +175,8 @@ def train(config: SegmentationConfig,
             examples.description("image | attention at the first scale | predicted mask"))
         return runner.fit_stage(
             trainer, dataset, config=config, runtime=runtime, stage_model=trainer.segmentation,
-            model_file=artifacts.MODEL_FILES["segmentation"], pictures=pictures,
+            model_file=artifacts.MODEL_FILES["segmentation"], num_examples=num_examples,
+            pictures=pictures,
             facts={"num_examples": num_examples, "target_concepts": sorted(index),
                    "attention_sizes": [round(s * config.image_size) for s in config.scales],
                    "zero_shot_excluded": sorted(concepts.zero_shot)},

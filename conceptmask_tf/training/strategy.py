@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 
 import keras
 import tensorflow as tf
 
-MULTI_WORKER_ISSUE = "https://github.com/keras-team/keras/issues/20585"
+from conceptmask_tf.training import multi_worker_compat
 
 logger = logging.getLogger(__name__)
 
@@ -17,9 +18,18 @@ logger = logging.getLogger(__name__)
 def create_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     """The tf.distribute strategy named by `--distribution_strategy`.
 
+    "multi_worker" reads the cluster and this process's task from TF_CONFIG and patches
+    keras' trainer so that `fit` works under it (`multi_worker_compat`, keras issue
+    20585). Start every worker with the same flags (the batch size is the global one);
+    the strategy configures collective ops, so it must come before other TensorFlow work
+    of the process (as in the training binaries). Non-chief workers write into
+    `worker_model_dir`.
+
     Args:
         name: "none" (the default strategy: one device), "mirrored" (all local GPUs, or
-            all logical CPU devices when there is no GPU), "multi_worker" or "tpu".
+            all logical CPU devices when there is no GPU), "multi_worker" (the cluster in
+            the TF_CONFIG environment variable; each worker's GPUs, else its CPU) or
+            "tpu".
         tpu: TPU name or address for `TPUClusterResolver` ("" = the local TPU VM).
 
     Returns:
@@ -29,10 +39,7 @@ def create_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         collective keys of the previous one.
 
     Raises:
-        NotImplementedError: "multi_worker": `MultiWorkerMirroredStrategy` with
-            `model.fit` is broken in keras 3.15.1 / TF 2.21 (keras issue 20585), so it is
-            refused before any collective op starts (and waits for its peers).
-        ValueError: An unknown name.
+        ValueError: An unknown name, or "multi_worker" without TF_CONFIG.
     """
     if name == "none":
         return tf.distribute.get_strategy()
@@ -47,11 +54,13 @@ def create_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
             [d.name for d in tf.config.list_logical_devices("CPU")],
             cross_device_ops=tf.distribute.ReductionToOneDevice())
     if name == "multi_worker":
-        raise NotImplementedError(
-            "--distribution_strategy=multi_worker is not supported yet: "
-            "MultiWorkerMirroredStrategy with model.fit is broken in keras 3.15.1 / "
-            f"TF 2.21 (keras issue 20585, {MULTI_WORKER_ISSUE}). Use 'mirrored' for all "
-            "GPUs of one machine, or 'tpu'.")
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError(
+                "--distribution_strategy=multi_worker needs the TF_CONFIG environment "
+                "variable (the cluster's workers and this process's task); use 'mirrored' "
+                "for the devices of one machine")
+        multi_worker_compat.apply()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
@@ -60,15 +69,35 @@ def create_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     raise ValueError(f"unknown distribution strategy {name!r}")
 
 
+def worker_model_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """The folder this process writes its model dir's files to.
+
+    Every worker of a `MultiWorkerMirroredStrategy` runs the same callbacks and saves
+    (TensorFlow's multi-worker guide: skipping them on some workers risks mismatched
+    collective ops), but only the chief's files belong in `model_dir`: the others write
+    theirs (config.json, backup, logs, checkpoints, final model) into
+    `<model_dir>/workertemp_<index>`, a fixed path so that a restarted worker resumes
+    from its own backup.
+
+    Returns:
+        `model_dir` for the chief and for every other strategy.
+    """
+    if (not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            or strategy.extended.should_checkpoint):  # True on the chief
+        return model_dir
+    return os.path.join(model_dir, f"workertemp_{strategy.cluster_resolver.task_id}")
+
+
 def resolve_jit_compile(requested: bool, strategy: tf.distribute.Strategy) -> bool:
-    """XLA as it can be used: off, with a warning, under MirroredStrategy with > 1 replica.
+    """XLA as it can be used: off, with a warning, with > 1 (multi-worker) mirrored replica.
 
     `jit_compile=True` works on one device; a MirroredStrategy train step over several
-    replicas fails to compile in keras 3.15 / TF 2.21 (DESIGN.md §8).
+    replicas fails to compile in keras 3.15 / TF 2.21 (DESIGN.md §8), and
+    MultiWorkerMirroredStrategy is kept to the same rule.
     """
-    if (requested and isinstance(strategy, tf.distribute.MirroredStrategy)
-            and strategy.num_replicas_in_sync > 1):
-        logger.warning("jit_compile=True does not work with MirroredStrategy over %d "
+    mirrored = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if requested and isinstance(strategy, mirrored) and strategy.num_replicas_in_sync > 1:
+        logger.warning("jit_compile=True does not work with a mirrored strategy over %d "
                        "replicas; training without XLA", strategy.num_replicas_in_sync)
         return False
     return requested

@@ -1,0 +1,165 @@
+"""MultiWorkerMirroredStrategy: two workers on loopback train stage 1 like one process.
+
+The workers are subprocesses of `tests.training.multi_worker_run` with TF_CONFIG naming
+two free loopback ports; a third child trains the same configuration on one device and
+mirrored over two logical CPUs. Children are killed if the whole exchange takes longer
+than TIMEOUT_S, so a hung collective cannot block the test run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras.src.backend.tensorflow import trainer as tf_trainer
+
+from conceptmask_tf.training import multi_worker_compat
+from conceptmask_tf.training.strategy import create_strategy, worker_model_dir
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TIMEOUT_S = 480  # ~1 min on 2 idle cores; the limit only guards against a hang
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _run_children(commands: dict[str, tuple[list[str], dict[str, str]]]
+                  ) -> dict[str, subprocess.CompletedProcess]:
+    """Runs the commands at the same time; kills them all at the deadline."""
+    children = {name: subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+                for name, (args, env) in commands.items()}
+    deadline = time.monotonic() + TIMEOUT_S
+    done = {}
+    try:
+        for name, child in children.items():
+            out, err = child.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            done[name] = subprocess.CompletedProcess(child.args, child.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"multi-worker children did not finish within {TIMEOUT_S} s")
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    return done
+
+
+@pytest.mark.slow
+def test_two_workers_train_stage1_like_one_process(world, tmp_path):
+    runner = [sys.executable, "-m", "tests.training.multi_worker_run"]
+    world_json = json.dumps(dataclasses.asdict(world))
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    base_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    commands = {"reference": ([*runner, "reference", world_json, str(tmp_path)], base_env)}
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        commands[f"worker{index}"] = ([*runner, "worker", world_json, str(tmp_path)],
+                                      {**base_env, "TF_CONFIG": json.dumps(tf_config)})
+    results = {}
+    for name, child in _run_children(commands).items():
+        assert child.returncode == 0, f"{name}:\n{child.stderr[-4000:]}"
+        results.update(json.loads(child.stdout.strip().splitlines()[-1]))
+
+    chief, other = results["worker0"], results["worker1"]
+    for run in (chief, other):
+        assert (run["strategy"], run["replicas"]) == ("CollectiveAllReduceStrategy", 2)
+        assert run["jit_compile"] is False  # requested, turned off over > 1 replica
+        assert run["steps"] == results["single"]["steps"] == 2 * 3  # epochs x steps
+    # Chief-only writes: the chief owns model_dir, the other worker its workertemp dir.
+    model_dir = pathlib.Path(world.work) / "multi_worker"
+    assert chief["model_dir"] == str(model_dir)
+    assert other["model_dir"] == str(model_dir / "workertemp_1")
+    for directory in (model_dir, model_dir / "workertemp_1"):
+        assert {"config.json", "embedding.keras", "checkpoints", "logs"} <= set(
+            os.listdir(directory))
+    assert not (model_dir / "backup").exists()  # deleted after a successful fit
+
+    weights = {name: np.load(tmp_path / f"{name}.npz") for name in results}
+    for run in results.values():  # same data and initial weights everywhere
+        assert run["skips"] == chief["skips"]
+        assert run["initial"] == pytest.approx(chief["initial"], rel=1e-6)
+    # Gradients and logged losses are reduced over all replicas: both workers log the
+    # same losses and end with the same trainable weights.
+    np.testing.assert_allclose(other["losses"], chief["losses"], rtol=1e-6)
+    for key in weights["worker0"].files:
+        if key.startswith("t"):
+            np.testing.assert_array_equal(weights["worker1"][key], weights["worker0"][key])
+    # Against one process with the same global batch, mirrored over two devices (each
+    # BatchNorm sees the same half batch) and on one device (BatchNorm sees all of it,
+    # and keras' fit builds a distributed model from the first batch it takes from the
+    # iterator, so the distributed runs train on batches 2..7, this one on 1..6). The
+    # multi-worker losses usually equal the mirrored ones exactly, but in 2 of 8 runs
+    # they differed by up to 11 % (same initial weights and data split; cause not found
+    # yet), and from the single-device ones by up to 13 %. A loss not averaged over the
+    # replicas would be off by 2x.
+    for reference in ("mirrored", "single"):
+        np.testing.assert_allclose(chief["history"]["loss"],
+                                   results[reference]["history"]["loss"], rtol=0.25,
+                                   err_msg=reference)
+
+
+@pytest.fixture
+def unpatched_keras(monkeypatch):
+    """keras' own trainer functions during the test; whatever was there is put back after."""
+    monkeypatch.setattr(tf_trainer, "reduce_per_replica",
+                        multi_worker_compat._ORIGINAL_REDUCE_PER_REPLICA)
+    monkeypatch.setattr(tf_trainer.TensorFlowTrainer, "_maybe_symbolic_build",
+                        multi_worker_compat._ORIGINAL_SYMBOLIC_BUILD)
+
+
+def test_patch_applies_only_to_verified_versions(unpatched_keras, caplog):
+    assert multi_worker_compat.is_verified("3.15.1", "2.21.0")
+    assert multi_worker_compat.is_verified(keras.__version__, tf.__version__)
+    assert not multi_worker_compat.is_verified("3.16.0", "2.21.0")
+    assert not multi_worker_compat.is_verified("3.15.1", "2.22.0")
+    with caplog.at_level(logging.WARNING, logger=multi_worker_compat.__name__):
+        assert not multi_worker_compat.apply("3.16.0", "2.22.0")
+    assert "keras 3.16.0 / TensorFlow 2.22.0" in caplog.text
+    assert multi_worker_compat.ISSUE in caplog.text
+    assert not multi_worker_compat.is_patched()  # keras left as it is
+    assert multi_worker_compat.apply() and multi_worker_compat.is_patched()
+    assert multi_worker_compat.apply()  # idempotent
+
+
+def test_patched_trainer_is_unchanged_without_workers(unpatched_keras):
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+
+    def fit() -> list[float]:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile("sgd", "mse")
+        return model.fit(x, x[:, :2], batch_size=8, epochs=2, verbose=0).history["loss"]
+
+    before = fit()
+    assert multi_worker_compat.apply()
+    assert fit() == before
+    strategy = tf.distribute.get_strategy()
+    logs = {"loss": tf.constant(1.5)}
+    assert tf_trainer.reduce_per_replica(logs, strategy, "auto")["loss"] is logs["loss"]
+
+
+def test_multi_worker_needs_tf_config(monkeypatch, tmp_path):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs the TF_CONFIG environment variable"):
+        create_strategy("multi_worker")
+    # Only non-chief workers of a multi-worker strategy write elsewhere.
+    assert worker_model_dir(str(tmp_path), tf.distribute.get_strategy()) == str(tmp_path)
