@@ -28,6 +28,7 @@ EMPTY = "empty image file (0 bytes)"
 UNREADABLE = "unreadable image file"
 UNSUPPORTED = "image format TensorFlow cannot decode (JPEG, PNG, GIF, BMP, WebP only)"
 TRUNCATED = "truncated or corrupt image file"
+TOO_LARGE = "image too large to decode safely (PIL's decompression-bomb limit)"
 
 _PROGRESS_MIN_FILES = 1000  # smaller lists are checked without a progress bar
 _JPEG_EOI = b"\xff\xd9"
@@ -37,11 +38,15 @@ def check_images(data_root: str, paths: Sequence[str], skips: SkipCounter,
                  num_threads: int = 16) -> list[bool]:
     """Checks that image files exist and can be decoded by the training graph.
 
-    A file passes if it exists, is not empty, PIL can identify and `verify()` it, its
-    format is one `tf.io.decode_image` reads, and (JPEG) it is not truncated. A JPEG that
-    does not end with its end-of-image marker is decoded once with TensorFlow to decide,
-    since TensorFlow rejects truncated JPEGs that PIL's `verify()` accepts. Each failing
-    file is counted in `skips` under a reason naming the file.
+    A file passes if it exists, is not empty, PIL can identify and `verify()` it (its
+    declared size within PIL's decompression-bomb limit), its format is one
+    `tf.io.decode_image` reads, and TensorFlow decodes it. Every file is decoded once,
+    since PIL's `verify()` accepts truncated GIF, BMP and WebP files, PNGs cut inside
+    their last chunk, PNGs whose chunks are intact but whose pixel stream is not, and
+    JPEGs whose headers are intact but whose compressed data is corrupt, all of which
+    TensorFlow may reject. A JPEG that ends with its end-of-image marker is decoded at
+    1/8 scale (libjpeg still reads all its compressed data; some corruption only warns).
+    Each failing file is counted in `skips` under a reason naming the file.
 
     Args:
         data_root: The directory the paths are relative to.
@@ -75,16 +80,23 @@ def _image_file_problem(path: str) -> str | None:
         with Image.open(path) as image:
             image_format = image.format
             image.verify()  # PNG: checks chunk CRCs to the end of the file
+    except Image.DecompressionBombError:  # not an OSError: declared size over PIL's limit
+        return TOO_LARGE
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return UNREADABLE
     if image_format not in TF_DECODABLE_FORMATS:
         return UNSUPPORTED
-    if image_format == "JPEG" and not _ends_with_jpeg_eoi(path):
-        # Missing end marker: truncated, or trailing bytes after it. Let TF decide.
-        try:
-            decode_image(tf.io.read_file(path))
-        except tf.errors.InvalidArgumentError:
-            return TRUNCATED
+    # A JPEG without its end marker is truncated or has trailing bytes; verify() does
+    # not catch the other formats' broken files (see check_images). Let TF decide.
+    try:
+        data = tf.io.read_file(path)
+        if image_format == "JPEG" and _ends_with_jpeg_eoi(path):
+            # Corrupt entropy data can still fail; 1/8 scale reads all of it, faster.
+            tf.io.decode_jpeg(data, channels=3, ratio=8)
+        else:
+            decode_image(data)
+    except tf.errors.InvalidArgumentError:
+        return TRUNCATED
     return None
 
 
@@ -176,12 +188,15 @@ def load_image(path: str) -> np.ndarray:
         uint8 [H, W, 3].
 
     Raises:
-        DataError: The file is missing or not a readable image.
+        DataError: The file is missing, not a readable image, or declares a size over
+            PIL's decompression-bomb limit.
     """
     try:
         with Image.open(path) as image:
             return to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError as e:
         raise DataError(MISSING, path=path) from e
+    except Image.DecompressionBombError as e:  # not an OSError
+        raise DataError(f"{TOO_LARGE}: {e}", path=path) from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{UNREADABLE}: {e}", path=path) from e

@@ -16,6 +16,10 @@ instead of its own (TFLite, for one, would read a wrong D as a resize and fail d
 inside). A SavedModel exported with its vocabulary also turns concept names into word
 vectors (`concept_vectors`); for the converted models, take the vectors from the concepts
 dir (`ConceptEmbeddings`).
+
+A runner can be shared between threads: TensorFlow and onnxruntime run concurrent calls
+in parallel, and the TFLite runner takes them one at a time (a TFLite interpreter holds
+one set of tensor buffers, resized per call, so it is not thread-safe itself).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import functools
 import json
 import os
 import re
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -295,7 +300,8 @@ def _assert_message(error: Exception) -> str:
 
 class TFLiteRunner(Runner):
     """A TFLite model through its signature runner (inputs addressed by name; the
-    runner resizes the inputs to each call's H, W and K).
+    runner resizes the inputs to each call's H, W and K). Calls from several threads
+    run one at a time.
 
     Args:
         path: The .tflite file.
@@ -316,13 +322,18 @@ class TFLiteRunner(Runner):
             raise ValueError(f"{path} has no signature {signature_key!r}; it has "
                              f"{sorted(signatures)}")
         self._runner = interpreter.get_signature_runner(signature_key)
+        # Resize, allocate, set, invoke and read must not interleave between threads (the
+        # interpreter releases the GIL in Invoke); its outputs are copies, so they may be
+        # used after the lock is released.
+        self._lock = threading.Lock()
         details = self._runner.get_input_details().get("word_vectors")
         shape = details["shape_signature"] if details is not None else []
         dim = int(shape[-1]) if len(shape) == 2 and shape[-1] > 0 else None
         super().__init__(path, dim, max_image_side)
 
     def _run(self, image: np.ndarray, word_vectors: np.ndarray) -> Mapping[str, np.ndarray]:
-        return self._runner(image=image, word_vectors=word_vectors)
+        with self._lock:
+            return self._runner(image=image, word_vectors=word_vectors)
 
 
 def _tflite_interpreter_class() -> type:

@@ -93,11 +93,14 @@ class ConceptTable(tf.Module):
                                           tf.gather(names, rows) != ""]), axis=0)  # [N]
         # No quotes: the assert message escapes them.
         described = tf.strings.join([words.flat_values, " (in: ", tf.gather(names, rows), ")"])
+        # The message shows the raw names: invalid UTF-8 in it would make TensorFlow's
+        # Python layer raise UnicodeDecodeError instead of the InvalidArgumentError.
+        shown = tf.strings.unicode_transcode(concepts, "UTF-8", "UTF-8", errors="replace")
         checks = [
             tf.debugging.Assert(
                 tf.reduce_all(tf.strings.length(names) > 0),
                 ["concept name is empty after normalisation (no letter or digit):",
-                 tf.boolean_mask(concepts, tf.equal(names, ""))], summarize=_SUMMARIZE),
+                 tf.boolean_mask(shown, tf.equal(names, ""))], summarize=_SUMMARIZE),
             tf.debugging.Assert(
                 tf.logical_not(tf.reduce_any(unknown)),
                 ["unknown concept word, not in the vocabulary stored in this SavedModel:",
