@@ -1,0 +1,226 @@
+"""Cost of K concepts against one concept on one image (issue 6: K = 32 <= 1.5x K = 1).
+
+Builds the composed `ConceptMask` of the concept-world presets with random weights
+(flags/world_stage*.cfg: small_convnet backbone, D = 32, embedding head 256-256, stage-2
+head H = 64, image_size 128, attention scales 1.0, 2.0, segmentation widths 32-64-96-128 /
+64-32-16, weak-concept rule with P supervised concepts, presence from the stage-1 network)
+and times one image of --image_side px with K = 1 and K = --num_concepts concept vectors,
+each as a compiled `tf.function` (graph mode, no XLA). After warm-up, each repetition runs
+both K once, in an order alternating per repetition, so that load from other processes
+hits both alike; prints the medians and their ratio.
+
+With --profile it also prints the costliest TensorFlow ops at each K (profiler trace),
+which shows what grows with K. With --compare_former it also times (in the same
+alternation) the model traced with the layer code before the issue-6 fix
+(`former_implementations`) and prints the largest output difference between the two.
+
+    python benchmarks/multi_concept.py [--image_side 512] [--num_concepts 32] \
+        [--repeats 30] [--profile] [--compare_former] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+WORLD_DIM = 32  # pipeline "world" preset word dimension
+WORLD_VOCAB = 75  # about the default world's vocabulary
+WORLD_SUPERVISED = 30  # box/mask-supervised concepts (weak-concept rule active)
+
+
+def build_world_model(seed: int = 0) -> tuple[Any, np.ndarray]:
+    """A random-weight ConceptMask of the world presets; returns (model, vectors [V, D])."""
+    import keras
+
+    from conceptmask_tf.models import (
+        ConceptMask,
+        EmbeddingModel,
+        RefinementModel,
+        SegmentationModel,
+        to_fully_convolutional,
+    )
+
+    keras.utils.set_random_seed(seed)
+    vectors = np.random.default_rng(seed).normal(size=(WORLD_VOCAB, WORLD_DIM)).astype(
+        np.float32)
+    embedding = EmbeddingModel("small_convnet", WORLD_DIM, hidden_dims=(256, 256))
+    refinement = RefinementModel(to_fully_convolutional(embedding), WORLD_VOCAB, vectors,
+                                 hidden_dim=64, concept_input="vectors")
+    segmentation = SegmentationModel(2, encoder_widths=(32, 64, 96, 128),
+                                     decoder_widths=(64, 32, 16))
+    model = ConceptMask(refinement, segmentation, 128, (1.0, 2.0),
+                        supervised_vectors=vectors[:WORLD_SUPERVISED],
+                        presence_embedding=embedding)
+    return model, vectors
+
+
+def model_function(model: Any) -> Callable[[Any, Any], Any]:
+    """The whole model as a graph-mode tf.function (dynamic H, W, K)."""
+    import tensorflow as tf
+
+    dim = model.refinement.embedding.embedding_dim
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                                  tf.TensorSpec([None, None, dim], tf.float32)])
+    def run(image, vectors):
+        return model({"image": image, "word_vectors": vectors}, training=False)
+
+    return run
+
+
+def former_implementations() -> contextlib.AbstractContextManager:
+    """Patches in the `ResizeMaps` code before the issue-6 fix while a model is traced.
+
+    `ResizeMaps` transposed [B, K, h, w] to K channels and back around the resize.
+    Tracing a function inside this context gives the former graph (same weights).
+    """
+    import tensorflow as tf
+
+    from conceptmask_tf.models import ResizeMaps
+    from conceptmask_tf.models._tensors import channels_to_concepts, concepts_to_channels, resize
+
+    def resize_maps(self, maps, reference):
+        size = tf.shape(reference)[1:3]
+        return channels_to_concepts(resize(concepts_to_channels(maps), size))
+
+    @contextlib.contextmanager
+    def patched():
+        saved = ResizeMaps.call
+        ResizeMaps.call = resize_maps
+        try:
+            yield
+        finally:
+            ResizeMaps.call = saved
+
+    return patched()
+
+
+def op_profile(run: Callable[[], Any], repeats: int, top: int = 12) -> list[tuple[str, float]]:
+    """ms per call of the `top` costliest TensorFlow ops of `run` (TF profiler trace)."""
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(repeats):
+            _block(run())
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    totals: collections.Counter = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and " " not in name and "::" not in name:  # "node:OpType"
+                    totals[name] += event.duration_ps / 1e9 / repeats
+    return totals.most_common(top)
+
+
+def alternate(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int
+              ) -> dict[str, list[float]]:
+    """ms per call of each named call; the order is rotated every repetition."""
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup):
+            _block(calls[name]())
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            _block(calls[name]())
+            times[name].append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def _block(outputs: Any) -> None:
+    """Forces the outputs to host memory (the timed work includes the copy)."""
+    import tensorflow as tf
+
+    for tensor in tf.nest.flatten(outputs):
+        tensor.numpy()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image_side", type=int, default=512)
+    parser.add_argument("--num_concepts", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the costliest ops at each K (TF profiler)")
+    parser.add_argument("--compare_former", action="store_true",
+                        help="also time the layer code before the fix, alternating")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+
+    import tensorflow as tf
+
+    model, vectors = build_world_model()
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0, 255, (1, args.image_side, args.image_side, 3)).astype(np.float32)
+    ks = (1, args.num_concepts)
+    # The first K vocabulary rows: at K = 32, 30 supervised concepts and 2 weak ones.
+    queries = {k: tf.constant(vectors[np.arange(k) % len(vectors)][None]) for k in ks}
+    image_t = tf.constant(image)
+    run = model_function(model)
+    calls = {f"K={k}": (lambda k=k: run(image_t, queries[k])) for k in ks}
+    if args.compare_former:
+        former = model_function(model)
+        with former_implementations():  # traced here, for both K
+            for k in ks:
+                _block(former(image_t, queries[k]))
+        calls.update({f"former K={k}": (lambda k=k: former(image_t, queries[k])) for k in ks})
+    times = alternate(calls, args.repeats, args.warmup)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    result: dict[str, Any] = {
+        "image_side": args.image_side, "ks": list(ks), "repeats": args.repeats,
+        "loadavg_start": load, "median_ms": medians,
+        "ratio": medians[f"K={ks[1]}"] / medians[f"K={ks[0]}"]}
+    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    for name, value in medians.items():
+        print(f"{name}: median {value:.1f} ms over {args.repeats}")
+    print(f"ratio K={ks[1]} / K=1: {result['ratio']:.2f}")
+    if args.compare_former:
+        result["former_ratio"] = medians[f"former K={ks[1]}"] / medians[f"former K={ks[0]}"]
+        new, old = run(image_t, queries[ks[1]]), former(image_t, queries[ks[1]])
+        result["max_abs_diff_vs_former"] = {
+            key: float(np.abs(new[key].numpy() - old[key].numpy()).max()) for key in new}
+        print(f"former ratio K={ks[1]} / K=1: {result['former_ratio']:.2f}; max abs diff "
+              f"of the outputs: {result['max_abs_diff_vs_former']}")
+    if args.profile:
+        result["op_profile_ms"] = {}
+        for k in ks:
+            top = op_profile(calls[f"K={k}"], max(3, args.repeats // 5))
+            result["op_profile_ms"][f"K={k}"] = top
+            print(f"costliest ops at K={k} (ms per call):")
+            for name, ms in top:
+                print(f"  {ms:7.1f}  {name}")
+    result["loadavg_end"] = os.getloadavg()
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
