@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import keras
 import pytest
 
 from conceptmask_tf.evaluation.eval_set import load_eval_set
@@ -101,6 +102,9 @@ def test_missing_split_gets_null_metrics(tmp_path):
 
 
 def _tiny_concept_mask() -> ConceptMask:
+    # The same weights whatever ran before in this process (training tests reseed the
+    # global RNG), so the test does not depend on the order tests run in.
+    keras.utils.set_random_seed(0)
     supervised = fx.embeddings().vectors_for(["dog", "sky"])
     model = ConceptMask(tiny.refinement_model(), tiny.segmentation_model(2), 32, (1.0, 2.0),
                         supervised_vectors=supervised, weak_theta=0.5)
@@ -134,8 +138,12 @@ def test_padding_to_the_batch_changes_no_result(eval_set):
                                     presence_predict=presence, batch_size=3, progress=False)
     for split, figures in single.by_split.items():
         for name, value in figures.items():
-            assert batched.by_split[split][name] == pytest.approx(value, abs=1e-6), (split,
-                                                                                     name)
+            # Pixel AP bins scores at 1e-4 steps; the float rounding allowed above (batched
+            # convolutions are not bit-identical) can move a pixel across a bin edge, which
+            # moved AP by 2.7e-6 with these weights. The thresholded metrics stay at 1e-6.
+            tolerance = 1e-5 if name == "ap" else 1e-6
+            assert batched.by_split[split][name] == pytest.approx(value, abs=tolerance), (
+                split, name)
     assert batched.presence == pytest.approx(single.presence, abs=1e-9)
     # The presence-only model gives the full model's presence.
     inputs = {"image": eval_set.pixels(eval_set.images[0])[None].astype(np.float32),
