@@ -43,28 +43,12 @@ WORLD_SUPERVISED = 30  # box/mask-supervised concepts (weak-concept rule active)
 
 def build_world_model(seed: int = 0) -> tuple[Any, np.ndarray]:
     """A random-weight ConceptMask of the world presets; returns (model, vectors [V, D])."""
-    import keras
+    from benchmarks.random_models import random_concept_mask
 
-    from conceptmask_tf.models import (
-        ConceptMask,
-        EmbeddingModel,
-        RefinementModel,
-        SegmentationModel,
-        to_fully_convolutional,
-    )
-
-    keras.utils.set_random_seed(seed)
-    vectors = np.random.default_rng(seed).normal(size=(WORLD_VOCAB, WORLD_DIM)).astype(
-        np.float32)
-    embedding = EmbeddingModel("small_convnet", WORLD_DIM, hidden_dims=(256, 256))
-    refinement = RefinementModel(to_fully_convolutional(embedding), WORLD_VOCAB, vectors,
-                                 hidden_dim=64, concept_input="vectors")
-    segmentation = SegmentationModel(2, encoder_widths=(32, 64, 96, 128),
-                                     decoder_widths=(64, 32, 16))
-    model = ConceptMask(refinement, segmentation, 128, (1.0, 2.0),
-                        supervised_vectors=vectors[:WORLD_SUPERVISED],
-                        presence_embedding=embedding)
-    return model, vectors
+    return random_concept_mask("small_convnet", WORLD_DIM, WORLD_VOCAB, image_size=128,
+                               scales=(1.0, 2.0), hidden_dims=(256, 256),
+                               refinement_hidden_dim=64, supervised=WORLD_SUPERVISED,
+                               presence=True, seed=seed)
 
 
 def model_function(model: Any) -> Callable[[Any, Any], Any]:

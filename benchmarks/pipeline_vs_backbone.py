@@ -39,25 +39,11 @@ PAPER_SCALES = (1.0, 2.3333333)
 
 def build_paper_model(vocabulary: int, seed: int = 0) -> Any:
     """A random-weight ConceptMask with a ResNet-50 backbone at the paper's scales."""
-    import keras
+    from benchmarks.random_models import random_concept_mask
 
-    from conceptmask_tf.models import (
-        ConceptMask,
-        EmbeddingModel,
-        RefinementModel,
-        SegmentationModel,
-        to_fully_convolutional,
-    )
-
-    keras.utils.set_random_seed(seed)
-    vectors = np.random.default_rng(seed).normal(size=(vocabulary, PAPER_DIM)).astype(
-        np.float32)
-    embedding = EmbeddingModel("resnet50", PAPER_DIM)
-    refinement = RefinementModel(to_fully_convolutional(embedding), vocabulary, vectors,
-                                 concept_input="vectors")
-    segmentation = SegmentationModel(2, encoder_widths=(32, 64, 96, 128),
-                                     decoder_widths=(64, 32, 16))
-    return ConceptMask(refinement, segmentation, PAPER_IMAGE_SIZE, PAPER_SCALES)
+    model, _ = random_concept_mask("resnet50", PAPER_DIM, vocabulary,
+                                   image_size=PAPER_IMAGE_SIZE, scales=PAPER_SCALES, seed=seed)
+    return model
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
