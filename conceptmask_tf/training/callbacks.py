@@ -119,7 +119,9 @@ class SyncReplicaStatistics(keras.callbacks.Callback):
     aggregation "none": every replica updates its own copy from its part of the batch, so
     the copies drift apart (evaluation then mixes them; a save keeps the first one). Here
     each floating-point non-trainable variable is set to the mean of its copies, before
-    checkpoints and the final save (put this callback first). A no-op on one replica.
+    checkpoints and the final save (put this callback first); under
+    MultiWorkerMirroredStrategy the mean is over the replicas of every worker, so all
+    workers keep the same statistics. A no-op on one replica.
     """
 
     def on_epoch_end(self, epoch, logs=None):
@@ -132,12 +134,24 @@ class SyncReplicaStatistics(keras.callbacks.Callback):
         strategy = self.model.distribute_strategy
         if strategy.num_replicas_in_sync < 2:
             return
+        across_workers = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         for variable in self.model.non_trainable_variables:
             if not keras.backend.is_float_dtype(variable.dtype):
+                continue
+            if across_workers:
+                # The local copies are one worker's share: average over every replica of
+                # the cluster (a collective op, run by all workers in the same order).
+                mean = strategy.run(_replica_mean, args=(variable.value,))
+                variable.assign(strategy.experimental_local_results(mean)[0])
                 continue
             copies = strategy.experimental_local_results(variable.value)
             if len(copies) > 1:
                 variable.assign(tf.add_n([tf.identity(c) for c in copies]) / len(copies))
+
+
+def _replica_mean(value: tf.Tensor) -> tf.Tensor:
+    """Inside `strategy.run`: the mean of `value` over all replicas of the strategy."""
+    return tf.distribute.get_replica_context().all_reduce("MEAN", tf.identity(value))
 
 
 class StageCheckpoint(keras.callbacks.Callback):
