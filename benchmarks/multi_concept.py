@@ -9,13 +9,18 @@ each as a compiled `tf.function` (graph mode, no XLA). After warm-up, each repet
 both K once, in an order alternating per repetition, so that load from other processes
 hits both alike; prints the medians and their ratio.
 
+With --preset paper the model is the paper's (ResNet-50 backbone, D = 512, V = 1000,
+stage-2 head H = 256, image_size 300, attention passes at 300 and 700 px, 750
+box-supervised concepts): the per-image backbone passes dominate, as in real use.
+
 With --profile it also prints the costliest TensorFlow ops at each K (profiler trace),
 which shows what grows with K. With --compare_former it also times (in the same
 alternation) the model traced with the layer code before the issue-6 fix
-(`former_implementations`) and prints the largest output difference between the two.
+(`former_implementations`: the decoder block before it projected before upsampling)
+and prints the largest output difference between the two.
 
     python benchmarks/multi_concept.py [--image_side 512] [--num_concepts 32] \
-        [--repeats 30] [--profile] [--compare_former] [--json out.json]
+        [--preset world|paper] [--repeats 30] [--profile] [--compare_former] [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ sys.path.insert(0, REPO)
 WORLD_DIM = 32  # pipeline "world" preset word dimension
 WORLD_VOCAB = 75  # about the default world's vocabulary
 WORLD_SUPERVISED = 30  # box/mask-supervised concepts (weak-concept rule active)
+PAPER_SUPERVISED = 750  # the paper's OIVG-750 box-supervised concepts (§4.2)
 
 
 def build_world_model(seed: int = 0) -> tuple[Any, np.ndarray]:
@@ -49,6 +55,21 @@ def build_world_model(seed: int = 0) -> tuple[Any, np.ndarray]:
                                scales=(1.0, 2.0), hidden_dims=(256, 256),
                                refinement_hidden_dim=64, supervised=WORLD_SUPERVISED,
                                presence=True, seed=seed)
+
+
+def build_paper_model(seed: int = 0) -> tuple[Any, np.ndarray]:
+    """A random-weight ConceptMask of the paper's presets (ResNet-50, 300 / 700 px)."""
+    from benchmarks.pipeline_vs_backbone import (
+        PAPER_DIM,
+        PAPER_IMAGE_SIZE,
+        PAPER_SCALES,
+        PAPER_VOCAB,
+    )
+    from benchmarks.random_models import random_concept_mask
+
+    return random_concept_mask("resnet50", PAPER_DIM, PAPER_VOCAB,
+                               image_size=PAPER_IMAGE_SIZE, scales=PAPER_SCALES,
+                               supervised=PAPER_SUPERVISED, presence=True, seed=seed)
 
 
 def model_function(model: Any) -> Callable[[Any, Any], Any]:
@@ -66,28 +87,37 @@ def model_function(model: Any) -> Callable[[Any, Any], Any]:
 
 
 def former_implementations() -> contextlib.AbstractContextManager:
-    """Patches in the `ResizeMaps` code before the issue-6 fix while a model is traced.
+    """Patches in the `ConceptDecoderBlock` code before its project-then-upsample fix.
 
-    `ResizeMaps` transposed [B, K, h, w] to K channels and back around the resize.
+    The block upsampled the coarser level's F' channels and then projected them to F.
     Tracing a function inside this context gives the former graph (same weights).
+    (The earlier `ResizeMaps` fix, two transposes dropped, is measured in BENCHMARKS.md.)
     """
     import tensorflow as tf
 
-    from conceptmask_tf.models import ResizeMaps
-    from conceptmask_tf.models._tensors import channels_to_concepts, concepts_to_channels, resize
+    from conceptmask_tf.models import ConceptDecoderBlock
+    from conceptmask_tf.models._tensors import fold_concepts, resize, unfold_concepts
 
-    def resize_maps(self, maps, reference):
-        size = tf.shape(reference)[1:3]
-        return channels_to_concepts(resize(concepts_to_channels(maps), size))
+    def decoder_call(self, image_features, attention, previous=None):
+        num_concepts = tf.shape(attention)[1]
+        x = (tf.expand_dims(self.image_projection(image_features), 1)
+             + self.attention_projection(attention))
+        if previous is not None:
+            size = tf.shape(image_features)[1:3]
+            upsampled = unfold_concepts(resize(fold_concepts(previous), size), num_concepts)
+            x = x + self.previous_projection(upsampled)
+        x = tf.nn.relu(self.fuse_norm(fold_concepts(x)))
+        x = tf.nn.relu(self.conv_norm(self.conv(x)))
+        return unfold_concepts(x, num_concepts)
 
     @contextlib.contextmanager
     def patched():
-        saved = ResizeMaps.call
-        ResizeMaps.call = resize_maps
+        saved = ConceptDecoderBlock.call
+        ConceptDecoderBlock.call = decoder_call
         try:
             yield
         finally:
-            ResizeMaps.call = saved
+            ConceptDecoderBlock.call = saved
 
     return patched()
 
@@ -145,6 +175,9 @@ def _block(outputs: Any) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=("world", "paper"), default="world",
+                        help="world: the concept-world presets; paper: ResNet-50 at the "
+                        "paper's 300 / 700 px attention passes (flags/paper_stage3.cfg)")
     parser.add_argument("--image_side", type=int, default=512)
     parser.add_argument("--num_concepts", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=30)
@@ -159,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import tensorflow as tf
 
-    model, vectors = build_world_model()
+    model, vectors = build_world_model() if args.preset == "world" else build_paper_model()
     rng = np.random.default_rng(1)
     image = rng.uniform(0, 255, (1, args.image_side, args.image_side, 3)).astype(np.float32)
     ks = (1, args.num_concepts)
@@ -177,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     times = alternate(calls, args.repeats, args.warmup)
     medians = {name: statistics.median(values) for name, values in times.items()}
     result: dict[str, Any] = {
-        "image_side": args.image_side, "ks": list(ks), "repeats": args.repeats,
+        "preset": args.preset, "image_side": args.image_side, "ks": list(ks), "repeats": args.repeats,
         "loadavg_start": load, "median_ms": medians,
         "ratio": medians[f"K={ks[1]}"] / medians[f"K={ks[0]}"]}
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -14,7 +14,7 @@ from conceptmask_tf.models._tensors import fold_concepts, resize, unfold_concept
 class ConceptDecoderBlock(keras.layers.Layer):
     """Fuses shared image features with per-concept attention (and the coarser level).
 
-        x_k = relu(BN(P_img f + P_att a_k + P_prev up(y_k)))     1x1 projections
+        x_k = relu(BN(P_img f + P_att a_k + up(P_prev y_k)))     1x1 projections
         y_k = relu(BN(conv3x3(x_k)))
 
     A 1x1 conv over a concatenation is the sum of 1x1 convs over its parts, so P_img f
@@ -63,9 +63,12 @@ class ConceptDecoderBlock(keras.layers.Layer):
         x = (tf.expand_dims(self.image_projection(image_features), 1)  # [B, 1, H, W, F]
              + self.attention_projection(attention))  # [B, K, H, W, F]
         if previous is not None:
+            # P_prev up(y) = up(P_prev y): both are linear (no bias), so project first and
+            # upsample F channels instead of F' (the per-concept resize is the costliest
+            # op at K = 32 after the convs; BENCHMARKS.md, "Multi-concept").
+            projected = self.previous_projection(fold_concepts(previous))  # [B*K, h, w, F]
             size = tf.shape(image_features)[1:3]
-            upsampled = unfold_concepts(resize(fold_concepts(previous), size), num_concepts)
-            x = x + self.previous_projection(upsampled)
+            x = x + unfold_concepts(resize(projected, size), num_concepts)
         x = tf.nn.relu(self.fuse_norm(fold_concepts(x)))  # [B * K, H, W, F]
         x = tf.nn.relu(self.conv_norm(self.conv(x)))
         return unfold_concepts(x, num_concepts)

@@ -316,6 +316,41 @@ def test_compressed_counts_rejects_corrupt_or_mismatched_rles():
             rle.compressed_counts(bad, 4, 5 if bad is good else 4)
 
 
+def test_nearest_window_pixels_equal_crop_then_nearest_resize():
+    rng = np.random.default_rng(7)
+    augmentation = augment.Augmentation(scale_jitter=0.9)
+    for trial in range(60):
+        height, width, size = (int(v) for v in rng.integers(1, 48, 3))
+        windows = tf.stack([augmentation.view(tf.constant([trial, k], tf.int64)).window
+                            for k in range(3)])
+        rows, cols = augment.nearest_window_pixels(tf.constant([[height, width]] * 3),
+                                                   windows, size)
+        source = np.arange(height * width).reshape(height, width, 1)
+        for k in range(3):
+            cropped, _ = augment.crop(tf.constant(source), windows[k])
+            expected = image_files.resize_mask(cropped, size).numpy()[..., 0]
+            np.testing.assert_array_equal(source[rows[k].numpy()][:, cols[k].numpy(), 0],
+                                          expected, err_msg=f"{height}x{width} -> {size}")
+
+
+def test_sample_masks_read_the_decoded_masks_at_the_given_pixels():
+    rng = np.random.default_rng(8)
+    sizes = [(5, 9), (30, 17), (1, 1), (64, 48)]
+    masks = [rng.random(size) < 0.3 for size in sizes]
+    ignores = [rng.random(size) < 0.5 if k % 2 else None for k, size in enumerate(sizes)]
+    rows = np.stack([rng.integers(0, h, 12) for h, _ in sizes]).astype(np.int32)
+    cols = np.stack([rng.integers(0, w, 7) for _, w in sizes]).astype(np.int32)
+    sampled = rle.sample_masks(
+        tf.constant([_rle(m)["counts"] for m in masks]),
+        tf.constant([b"" if i is None else _rle(i)["counts"] for i in ignores]),
+        tf.constant(sizes, tf.int32), tf.constant(rows), tf.constant(cols)).numpy()
+    assert sampled.shape == (4, 12, 7, 2) and sampled.dtype == np.uint8
+    for k, (mask, ignore) in enumerate(zip(masks, ignores)):
+        np.testing.assert_array_equal(sampled[k, ..., 0], mask[rows[k]][:, cols[k]])
+        expected = np.zeros_like(mask) if ignore is None else ignore
+        np.testing.assert_array_equal(sampled[k, ..., 1], expected[rows[k]][:, cols[k]])
+
+
 @pytest.mark.parametrize("height, width", [(12, 20), (20, 12), (16, 16)])
 def test_segmentation_masks_equal_pycocotools_decode_resized(tmp_path, height, width):
     rng = np.random.default_rng(height)

@@ -68,13 +68,47 @@ def crop(image: tf.Tensor, window: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         window returns the image itself.
     """
     hw = tf.shape(image)[:2]  # [2]
-    hw_float = tf.cast(hw, tf.float32)
-    top_left = tf.minimum(tf.cast(tf.round(window[:2] * hw_float), tf.int32), hw - 1)
-    bottom_right = tf.clip_by_value(tf.cast(tf.round(window[2:] * hw_float), tf.int32),
-                                    top_left + 1, hw)
+    top_left, bottom_right = _pixel_window(hw, window)
     cropped = image[top_left[0]:bottom_right[0], top_left[1]:bottom_right[1]]
-    snapped = tf.cast(tf.concat([top_left, bottom_right], 0), tf.float32) / tf.tile(hw_float, [2])
+    snapped = (tf.cast(tf.concat([top_left, bottom_right], 0), tf.float32)
+               / tf.tile(tf.cast(hw, tf.float32), [2]))
     return cropped, snapped
+
+
+def _pixel_window(hw: tf.Tensor, window: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(top_left, bottom_right) int32 [..., 2] each: windows [..., 4] snapped to pixels."""
+    hw_float = tf.cast(hw, tf.float32)
+    top_left = tf.minimum(tf.cast(tf.round(window[..., :2] * hw_float), tf.int32), hw - 1)
+    bottom_right = tf.clip_by_value(tf.cast(tf.round(window[..., 2:] * hw_float), tf.int32),
+                                    top_left + 1, hw)
+    return top_left, bottom_right
+
+
+def nearest_window_pixels(hw: tf.Tensor, window: tf.Tensor,
+                          size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Source pixels that a crop and a nearest resize to size x size read, batched.
+
+    For each example b, equals `crop(x, window[b])` then `images.resize_mask(x, size)`
+    (TensorFlow's nearest neighbour with half-pixel centres: source floor((i + 0.5) *
+    in / out) in float32) applied to an [H, W, C] array x of size hw[b], as index
+    lists, so that a mask can be read at only these pixels (`rle.sample_masks`).
+
+    Args:
+        hw: int32 [B, 2], the sources' (H, W).
+        window: float32 [B, 4], the views' windows (`View.window`).
+        size: Output side S.
+
+    Returns:
+        (rows int32 [B, S], cols int32 [B, S]), each ascending: output pixel (i, j) of
+        example b reads source pixel (rows[b, i], cols[b, j]).
+    """
+    top_left, bottom_right = _pixel_window(hw, window)  # [B, 2] each
+    crop_hw = bottom_right - top_left
+    scale = tf.cast(crop_hw, tf.float32) / float(size)  # [B, 2]
+    centres = tf.range(size, dtype=tf.float32) + 0.5  # [S]
+    source = tf.cast(tf.floor(centres * scale[:, :, tf.newaxis]), tf.int32)  # [B, 2, S]
+    source = tf.minimum(source, crop_hw[:, :, tf.newaxis] - 1) + top_left[:, :, tf.newaxis]
+    return source[:, 0], source[:, 1]
 
 
 def flip_left_right(image: tf.Tensor, flip: tf.Tensor, width_axis: int = -2) -> tf.Tensor:

@@ -13,7 +13,10 @@ from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.errors import DataError
 
 # parse(element, seed) -> (features, targets); seed is int64 [2] in training, None in eval.
+# With a FinishBatch, parse returns (features, targets, extras) and finish_batch maps the
+# batched triple to (features, targets).
 Parse = Callable[[dict[str, tf.Tensor], tf.Tensor | None], Any]
+FinishBatch = Callable[[Any, Any, Any], Any]
 
 
 def check_positive(**values: int) -> None:
@@ -47,7 +50,8 @@ def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = T
 def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int,
                  batch_size: int, training: bool, seed: int | None,
                  shuffle_buffer: int | None, repeat: bool, what: str,
-                 skips: SkipCounter) -> tf.data.Dataset:
+                 skips: SkipCounter, finish_batch: FinishBatch | None = None
+                 ) -> tf.data.Dataset:
     """Builds the batched dataset from per-example host arrays.
 
     Training: shuffle (seeded, reshuffled each pass), one int64 seed per example from
@@ -65,6 +69,9 @@ def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int
         repeat: Repeat indefinitely (each pass reshuffled), for `steps_per_epoch`.
         what: Names the pipeline in errors.
         skips: The skips so far, quoted when nothing is left.
+        finish_batch: Work done once per batch instead of once per example (vectorised
+            ops; a tf.data function pays a fixed cost per op and example): maps the
+            batched (features, targets, extras) of `parse` to (features, targets).
 
     Raises:
         DataError: No example is left.
@@ -88,7 +95,10 @@ def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int
             num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda element: parse(element, None), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    if finish_batch is not None:
+        ds = ds.map(finish_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = seed is not None or not training
     return ds.with_options(options)

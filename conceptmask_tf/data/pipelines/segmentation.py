@@ -8,10 +8,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from conceptmask_tf.data.images import read_image, resize_image, resize_mask
-from conceptmask_tf.data.pipelines.augment import Augmentation, crop, flip_left_right
+from conceptmask_tf.data.images import read_image, resize_image
+from conceptmask_tf.data.pipelines.augment import (
+    Augmentation,
+    crop,
+    flip_left_right,
+    nearest_window_pixels,
+)
 from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
-from conceptmask_tf.data.pipelines.rle import compressed_counts, decode_mask_and_ignore
+from conceptmask_tf.data.pipelines.rle import compressed_counts, sample_masks
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import MaskedImage
 
@@ -36,9 +41,10 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
     """Batches of (image, concept) examples with the concept's full-resolution mask.
 
     Each `ConceptMask` of an image is one example, so an image appears once per concept.
-    Masks are decoded from their RLE (`rle.decode_mask_and_ignore`), cropped with the
-    image and resized by nearest neighbour (an output pixel takes the source pixel under
-    its centre), so they stay exactly binary. Crowd pixels (`ignore_rle`) get weight 0.
+    Masks are cropped with the image and resized by nearest neighbour (an output pixel
+    takes the source pixel under its centre), so they stay exactly binary; they are
+    decoded and sampled once per batch (`rle.sample_masks`). Crowd pixels
+    (`ignore_rle`) get weight 0.
 
     Args:
         data_root: The directory image paths are relative to.
@@ -84,21 +90,27 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
     def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
         view = augmentation.view(seed)
         image, _ = crop(read_image(element["path"]), view.window)
-        image = flip_left_right(resize_image(image, image_size), view.flip)  # [S, S, 3]
-        masks = decode_mask_and_ignore(element["counts"], element["ignore_counts"],
-                                       element["size"][0], element["size"][1])  # [h, w, 2]
-        # The image's normalised window: they align even if the record's size is not the
-        # file's (then they differ in pixels).
-        masks, _ = crop(masks, view.window)
-        masks = flip_left_right(resize_mask(masks, image_size), view.flip)  # [S, S, 2] uint8
-        masks = tf.ensure_shape(tf.cast(masks, tf.float32), [image_size, image_size, 2])
-        features = {"image": image, "concept_id": element["concept_id"]}
-        targets = {"mask": masks[:, :, 0:1], "mask_weight": 1.0 - masks[:, :, 1:2]}
-        return features, targets
+        features = {"image": flip_left_right(resize_image(image, image_size), view.flip),
+                    "concept_id": element["concept_id"]}  # image [S, S, 3]
+        extras = {"window": view.window, "flip": view.flip, "size": element["size"],
+                  "counts": element["counts"], "ignore_counts": element["ignore_counts"]}
+        return features, {}, extras
+
+    def finish_batch(features: dict[str, tf.Tensor], _, extras: dict[str, tf.Tensor]):
+        # The masks read the image's normalised window: they align even if the record's
+        # size is not the file's (then they differ in pixels).
+        rows, cols = nearest_window_pixels(extras["size"], extras["window"], image_size)
+        cols = tf.where(extras["flip"][:, tf.newaxis], tf.reverse(cols, [1]), cols)
+        masks = sample_masks(extras["counts"], extras["ignore_counts"], extras["size"], rows,
+                             cols)  # [B, S, S, 2] uint8
+        masks = tf.ensure_shape(masks, features["image"].shape[:-1].concatenate([2]))
+        masks = tf.cast(masks, tf.float32)
+        return features, {"mask": masks[..., 0:1], "mask_weight": 1.0 - masks[..., 1:2]}
 
     dataset = make_dataset(elements, parse, num_examples=len(rows), batch_size=batch_size,
                            training=training, seed=seed, shuffle_buffer=shuffle_buffer,
-                           repeat=repeat, what="segmentation", skips=counter)
+                           repeat=repeat, what="segmentation", skips=counter,
+                           finish_batch=finish_batch)
     if skips is None:
         counter.log()
     return dataset
