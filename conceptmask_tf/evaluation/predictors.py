@@ -26,7 +26,7 @@ from conceptmask_tf.evaluation.eval_set import (
     pad_concepts,
 )
 from conceptmask_tf.models import ConceptAttention, ConceptMask
-from conceptmask_tf.models._tensors import channels_to_concepts, concepts_to_channels, resize
+from conceptmask_tf.models._tensors import channels_to_concepts, resize, resize_concept_maps
 
 Predictor = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
@@ -110,8 +110,7 @@ class ConceptBlind:
                 for a, side in enumerate(self.sides)}  # [B, 1, s, s] each
         resized = resize(image, (self.image_size, self.image_size))
         logits = self.segmentation({"image": resized, **maps}, training=training)["logits"]
-        logits = channels_to_concepts(resize(concepts_to_channels(logits),
-                                             tf.shape(image)[1:3]))  # [B, 1, H, W]
+        logits = resize_concept_maps(logits, tf.shape(image)[1:3])  # [B, 1, H, W]
         probs = tf.sigmoid(logits)
         shape = tf.concat([tf.shape(probs)[:1], tf.shape(vectors)[1:2],
                            tf.shape(probs)[2:]], axis=0)
@@ -156,10 +155,9 @@ class AttentionMaps:
         image = tf.convert_to_tensor(inputs["image"], tf.float32)  # [B, H, W, 3]
         vectors = tf.convert_to_tensor(inputs["word_vectors"], tf.float32)  # [B, K, D]
         resized = resize(image, (self.image_size, self.image_size))
-        size = tf.shape(image)[1:3]
 
-        def upsample(maps):  # [B, h, w, K] -> [B, K, H, W]
-            return channels_to_concepts(resize(maps, size))
+        def upsample(maps):  # [B, h, w, K] -> [B, K, H, W]; transposed while small
+            return resize_concept_maps(channels_to_concepts(maps), tf.shape(image)[1:3])
 
         embedding_map = self.embedding(resized, training=False)["embedding_map"]
         maps = {"original": upsample(self.cosine(embedding_map, vectors))}

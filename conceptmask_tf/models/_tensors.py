@@ -44,3 +44,16 @@ def unfold_concepts(x: tf.Tensor, num_concepts: tf.Tensor) -> tf.Tensor:
     """[B * K, h, w, C] -> [B, K, h, w, C]."""
     shape = tf.shape(x)
     return tf.reshape(x, tf.concat([[-1, num_concepts], shape[1:]], axis=0))
+
+
+def resize_concept_maps(maps: tf.Tensor, size) -> tf.Tensor:
+    """Bilinear resize of maps [B, K, h, w] to size (H, W): [B, K, H, W].
+
+    Resized as B * K one-channel images (reshapes, no copies), not as B images of K
+    channels, which needs two transposes that cost more than the resize at K = 32 and
+    512 px (BENCHMARKS.md, "Multi-concept"). Both give the same values.
+    """
+    shape = tf.shape(maps)  # [B, K, h, w]
+    images = tf.reshape(maps, tf.concat([[-1], shape[2:], [1]], axis=0))  # [B*K, h, w, 1]
+    resized = resize(images, size)  # [B * K, H, W, 1]
+    return tf.reshape(resized, tf.concat([shape[:2], size], axis=0))

@@ -110,8 +110,9 @@ def test_two_workers_train_stage1_like_one_process(world, tmp_path):
                                        rtol=1e-6, atol=1e-7, err_msg=key)
     # Against one process with the same global batch, mirrored over two devices (each
     # BatchNorm sees the same half batch) and on one device (BatchNorm sees all of it,
-    # and keras' fit builds a distributed model from the first batch it takes from the
-    # iterator, so the distributed runs train on batches 2..7, this one on 1..6). The
+    # and the order differs: under a strategy keras' fit builds the model from a batch of
+    # a first iterator, then resets and trains on a new one, i.e. the seeded shuffle's
+    # second order; with no strategy it trains on the first order). The
     # multi-worker losses usually equal the mirrored ones exactly, but in 2 of 8 runs
     # they differed by up to 11 % (same initial weights and data split; cause not found
     # yet), and from the single-device ones by up to 13 %. A loss not averaged over the
