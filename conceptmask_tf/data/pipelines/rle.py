@@ -5,9 +5,9 @@ read in column-major order; the compressed form packs the runs into a string. Re
 are checked once on the host (`compressed_counts`): a corrupt string would otherwise
 make `pycocotools` write past its buffer. The pipeline decodes with
 `pycocotools.mask.decode` in one `tf.numpy_function` call per batch (`sample_masks`),
-which also crops and resizes by indexing. One call per example, as before, held the GIL
-per example and at the concept world's 128 px halved the pipeline's throughput; graph
-versions measured slower still on this machine kind (a full decode by cumulative sums:
+which also crops and resizes by indexing. A call per example (the former code) holds the
+GIL once per example, and at the concept world's 128 px that halved the pipeline's
+throughput; graph versions measured slower still on this machine kind (a full decode by cumulative sums:
 1.3-2.5 ms against 0.6-0.85 ms for a 480x640 mask with 2.4K runs; looking the sampled
 pixels up in the run ends: 0.4-0.5 ms per 128x128 mask; `tf.repeat` allocates [runs,
 longest run]). BENCHMARKS.md, "Input pipeline".
@@ -122,6 +122,7 @@ def sample_masks(counts: tf.Tensor, ignore_counts: tf.Tensor, sizes: tf.Tensor,
 
 def _sample_batch(counts: np.ndarray, ignore_counts: np.ndarray, sizes: np.ndarray,
                   rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """`sample_masks` on the host: numpy arrays in, uint8 [B, S_h, S_w, 2] out."""
     out = np.zeros((len(counts), rows.shape[1], cols.shape[1], 2), np.uint8)
     for b, (mask_counts, ignore, (height, width)) in enumerate(zip(counts, ignore_counts,
                                                                    sizes)):
