@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     try:
         result = run_demo(fv.work_dir, config, fv.dim or 32, overwrite=fv.overwrite,
                           progress=fv.progress, pipeline_options=options)
-    except (DataError, FileNotFoundError, ValueError, NotImplementedError) as e:
+    except (DataError, FileNotFoundError, ValueError) as e:
         print(f"conceptmask-demo: {e}", file=sys.stderr)
         return 1
     print(result.text)

@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(str(e)) from e
     try:
         result = run_pipeline(config)
-    except (DataError, FileNotFoundError, ValueError, NotImplementedError) as e:
+    except (DataError, FileNotFoundError, ValueError) as e:
         print(f"conceptmask-pipeline: {e}", file=sys.stderr)
         return 1
     print(result.text())

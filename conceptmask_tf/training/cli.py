@@ -104,7 +104,7 @@ def run_training(config_cls: type[TrainingConfig],
     logging.getLogger("conceptmask_tf").setLevel(logging.INFO)
     try:
         result = train(config)
-    except (DataError, FileNotFoundError, ValueError, NotImplementedError) as e:
+    except (DataError, FileNotFoundError, ValueError) as e:
         print(f"{program}: {e}", file=sys.stderr)
         return 1
     print(result.summary())
