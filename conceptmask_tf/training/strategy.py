@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import keras
 import tensorflow as tf
 
-from conceptmask_tf.training import multi_worker_compat
+from conceptmask_tf.training import distribute_compat
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +18,10 @@ logger = logging.getLogger(__name__)
 def create_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     """The tf.distribute strategy named by `--distribution_strategy`.
 
-    "multi_worker" reads the cluster and this process's task from TF_CONFIG and patches
-    keras' trainer so that `fit` works under it (`multi_worker_compat`, keras issue
-    20585). Start every worker with the same flags (the batch size is the global one);
+    For every strategy but "none" it patches keras' trainer (`distribute_compat`): the
+    model is built without taking a batch from the data, so seeded runs repeat exactly,
+    and `fit` works across workers (keras issue 20585). "multi_worker" reads the cluster
+    and this process's task from TF_CONFIG. Start every worker with the same flags (the batch size is the global one);
     the strategy configures collective ops, so it must come before other TensorFlow work
     of the process (as in the training binaries). Non-chief workers write into
     `worker_model_dir`.
@@ -44,6 +45,7 @@ def create_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        distribute_compat.apply()
         gpus = tf.config.list_logical_devices("GPU")
         if gpus:
             return tf.distribute.MirroredStrategy([d.name for d in gpus])
@@ -59,9 +61,10 @@ def create_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
                 "--distribution_strategy=multi_worker needs the TF_CONFIG environment "
                 "variable (the cluster's workers and this process's task); use 'mirrored' "
                 "for the devices of one machine")
-        multi_worker_compat.apply()
+        distribute_compat.apply()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
+        distribute_compat.apply()
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)

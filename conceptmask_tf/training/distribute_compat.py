@@ -1,23 +1,30 @@
-"""Makes `model.fit` work under `MultiWorkerMirroredStrategy` in keras 3.15 / TF 2.21.
+"""Fixes to keras 3.15's TensorFlow trainer under tf.distribute strategies (TF 2.21).
 
-keras issue 20585 (https://github.com/keras-team/keras/issues/20585): with two or more
-workers, two private reduction paths of keras' TensorFlow trainer
-(`keras.src.backend.tensorflow.trainer`) fail before the first step:
+1. Under any strategy, `TensorFlowTrainer._maybe_symbolic_build` builds the model from a
+   batch taken from a first iterator of the training data, then `fit` drops that
+   iterator (`epoch_iterator.reset()`) and trains on a new one. With a seeded,
+   reshuffled, repeated tf.data pipeline the order then depends on a race: if the
+   dropped iterator's prefetching reached the end of a pass before it was destroyed, it
+   drew the next pass's shuffle seeds from the shared seed generator, and the training
+   iterator gets other seeds. Same seed, different data: in three runs of
+   tests/training/test_multi_worker.py, the mirrored and two-worker runs each followed
+   one of several loss trajectories. The patch builds from the dataset's element spec
+   (shapes and dtypes are all the build reads), so no iterator is made before training:
+   runs are repeatable and see the data in the order a run without a strategy sees.
+2. keras issue 20585 (https://github.com/keras-team/keras/issues/20585), with two or
+   more workers: (a) the build reduces its batch with `strategy.reduce("MEAN", batch,
+   axis=None)`, a collective reduction of `PerReplica` values that fails with
+   "ValueError: Attempt to convert a value (PerReplica:{...}) with an unsupported type";
+   for inputs that are not a tf.data.Dataset (no element spec) the patch builds from the
+   first local replica's part of the batch instead. (b) `reduce_per_replica(logs,
+   strategy, "auto")`, which reduces every train and test step's logs, calls
+   `strategy.reduce("MEAN", v, axis=0)` on a multi-worker strategy: the scalar metric
+   results have no axis 0 ("ValueError: Invalid reduction dimension 0 for input with 0
+   dimensions"). The patch reduces over the replicas only (axis=None), as keras'
+   one-worker path does.
 
-1. `TensorFlowTrainer._maybe_symbolic_build` builds the model from the first distributed
-   input batch, reduced with `strategy.reduce("MEAN", batch, axis=None)`. Across workers
-   that is a collective reduction of a nest of `PerReplica` values, which fails with
-   "ValueError: Attempt to convert a value (PerReplica:{...}) with an unsupported type".
-   Only the batch's shapes and dtypes are needed: the patch builds from the first local
-   replica's part instead (the same batch is taken from the iterator as before).
-2. `reduce_per_replica(logs, strategy, "auto")`, which reduces every train and test
-   step's logs, calls `strategy.reduce("MEAN", v, axis=0)` on a multi-worker strategy:
-   the scalar metric results have no axis 0 ("ValueError: Invalid reduction dimension 0
-   for input with 0 dimensions"). The patch reduces over the replicas only (axis=None),
-   as keras' one-worker path does.
-
-Both patched functions hand everything else (one worker, other strategies, predict's
-"concat") to keras' own code. They are applied only for the versions checked here.
+The patched functions hand everything else (no strategy, predict's "concat") to keras'
+own code. They are applied only for the versions checked here.
 """
 
 from __future__ import annotations
@@ -57,9 +64,9 @@ def is_patched() -> bool:
 
 
 def apply(keras_version: str = keras.__version__, tf_version: str = tf.__version__) -> bool:
-    """Patches keras' TensorFlow trainer for multi-worker `fit` (idempotent).
+    """Patches keras' TensorFlow trainer for `fit` under strategies (idempotent).
 
-    Process-wide, but it changes nothing outside multi-worker strategies.
+    Process-wide, but it changes nothing for models without a strategy.
 
     Args:
         keras_version: The installed keras version (a parameter for tests).
@@ -74,9 +81,10 @@ def apply(keras_version: str = keras.__version__, tf_version: str = tf.__version
         return True
     if not is_verified(keras_version, tf_version):
         logger.warning(
-            "keras %s / TensorFlow %s: not patching keras' trainer for "
-            "MultiWorkerMirroredStrategy (checked only for keras/TF %s); if fit fails "
-            "with a PerReplica conversion or 'Invalid reduction dimension' error, see %s",
+            "keras %s / TensorFlow %s: not patching keras' trainer for tf.distribute "
+            "(checked only for keras/TF %s); distributed runs may not repeat exactly, and "
+            "if a multi-worker fit fails with a PerReplica conversion or 'Invalid "
+            "reduction dimension' error, see %s",
             keras_version, tf_version,
             ", ".join("/".join(v) for v in VERIFIED_VERSIONS), ISSUE)
         return False
@@ -92,8 +100,15 @@ def _multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
 
 def _maybe_symbolic_build(self: tf_trainer.TensorFlowTrainer, iterator: Any = None,
                           data_batch: Any = None) -> None:
-    """`TensorFlowTrainer._maybe_symbolic_build`, building from one local replica's batch."""
+    """`TensorFlowTrainer._maybe_symbolic_build`, building from the dataset's element spec.
+
+    Without one (inputs that are not a tf.data.Dataset), multi-worker strategies build
+    from one local replica's part of the first batch, and other strategies as keras does.
+    """
     strategy = self._distribute_strategy
+    spec = _dataset_element_spec(iterator)
+    if strategy is not None and spec is not None:
+        return _ORIGINAL_SYMBOLIC_BUILD(self, data_batch=spec)
     if iterator is None or not _multi_worker(strategy):
         return _ORIGINAL_SYMBOLIC_BUILD(self, iterator=iterator, data_batch=data_batch)
     for _, _, distributed_iterator in iterator:
@@ -103,6 +118,20 @@ def _maybe_symbolic_build(self: tf_trainer.TensorFlowTrainer, iterator: Any = No
             batch)
         break
     return _ORIGINAL_SYMBOLIC_BUILD(self, data_batch=data_batch)
+
+
+def _dataset_element_spec(iterator: Any) -> Any:
+    """The TensorSpecs of the tf.data.Dataset an epoch iterator reads, else None."""
+    adapter = getattr(iterator, "data_adapter", None)
+    if adapter is None:
+        return None
+    try:
+        dataset = adapter.get_tf_dataset()
+    except (AttributeError, NotImplementedError):
+        return None
+    if not isinstance(dataset, tf.data.Dataset):
+        return None
+    return dataset.element_spec
 
 
 def _reduce_per_replica(values: Any, strategy: tf.distribute.Strategy,
