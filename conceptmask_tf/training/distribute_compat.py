@@ -106,8 +106,10 @@ def _maybe_symbolic_build(self: tf_trainer.TensorFlowTrainer, iterator: Any = No
     from one local replica's part of the first batch, and other strategies as keras does.
     """
     strategy = self._distribute_strategy
+    if strategy is None:  # keras builds when it traces the step
+        return _ORIGINAL_SYMBOLIC_BUILD(self, iterator=iterator, data_batch=data_batch)
     spec = _dataset_element_spec(iterator)
-    if strategy is not None and spec is not None:
+    if spec is not None:
         return _ORIGINAL_SYMBOLIC_BUILD(self, data_batch=spec)
     if iterator is None or not _multi_worker(strategy):
         return _ORIGINAL_SYMBOLIC_BUILD(self, iterator=iterator, data_batch=data_batch)

@@ -44,8 +44,9 @@ def create_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     """
     if name == "none":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
+    if name in ("mirrored", "multi_worker", "tpu"):
         distribute_compat.apply()
+    if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         if gpus:
             return tf.distribute.MirroredStrategy([d.name for d in gpus])
@@ -61,10 +62,8 @@ def create_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
                 "--distribution_strategy=multi_worker needs the TF_CONFIG environment "
                 "variable (the cluster's workers and this process's task); use 'mirrored' "
                 "for the devices of one machine")
-        distribute_compat.apply()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        distribute_compat.apply()
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
