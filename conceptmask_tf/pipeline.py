@@ -1,5 +1,5 @@
-"""The whole method on one data root: concepts -> 3 stages (+ ablations) -> evaluation ->
-export.
+"""The whole method on one data root: concepts -> 3 stages (+ ablations, saliency baseline)
+-> evaluation on the test split -> export.
 
 `conceptmask-pipeline` (and `conceptmask-demo`, after generating the concept world) call
 `run_pipeline`. The work dir follows DESIGN.md §4:
@@ -10,13 +10,15 @@ export.
     <work_dir>/models/refinement_no_neg/    stage 2 without the spatial loss (ablation)
     <work_dir>/models/segmentation/         stage 3
     <work_dir>/models/segmentation_single_att/  stage 3 with one attention scale (ablation)
+    <work_dir>/models/saliency/             the saliency baseline (concept-blind foreground)
     <work_dir>/report/                      report.json, report.md, pictures/
     <work_dir>/export/conceptmask/<version>/  SavedModel (TF Serving layout), models.config
     <work_dir>/export/conceptmask.tflite    float32, and conceptmask_dynamic_range.tflite
     <work_dir>/export/conceptmask.onnx      opset 17
     <work_dir>/pipeline.json                steps done and their wall times
 
-Each stage's settings come from a preset flagfile (`flags/<preset>_stage{1,2,3}.cfg`),
+Each stage's settings come from a preset flagfile (`flags/<preset>_stage{1,2,3}.cfg`,
+`flags/<preset>_saliency.cfg` for the baseline),
 parsed exactly as the stage binaries parse it, plus per-stage extra flags. A step whose
 output exists is skipped, so a rerun resumes (an interrupted stage resumes from its own
 step-level backup).
@@ -48,9 +50,12 @@ TRAINING_STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("refinement_no_neg", "refinement", ("--no_neg",)),
     ("segmentation", "segmentation", ()),
     ("segmentation_single_att", "segmentation", ("--single_att",)),
+    ("saliency", "saliency", ()),
 )
 ABLATION_STEPS = ("refinement_no_neg", "segmentation_single_att")
-_STAGE_NUMBER = {"embedding": 1, "refinement": 2, "segmentation": 3}
+BASELINE_STEPS = ("saliency",)
+_FLAGFILE_NAME = {"embedding": "stage1", "refinement": "stage2", "segmentation": "stage3",
+                  "saliency": "saliency"}
 _CONCEPTS_STAMP = "pipeline_stamp.json"
 
 
@@ -70,6 +75,7 @@ class PipelineConfig:
             setup: ResNet-50, 300/700 px).
         dim: Word-vector dimension D (None: 32 for "world", 512 for "paper").
         ablations: Also train the no_neg and single_att variants (paper Table 3).
+        baselines: Also train the saliency baseline (paper Table 2, §5.4).
         evaluate: Run the evaluation at the end.
         export: Export the full model at the very end (SavedModel, with the
             evaluation's calibration when there is one) and convert it to TFLite and ONNX.
@@ -87,6 +93,7 @@ class PipelineConfig:
     preset: str = "world"
     dim: int | None = None
     ablations: bool = True
+    baselines: bool = True
     evaluate: bool = True
     export: bool = True
     max_eval_images: int | None = None
@@ -99,10 +106,10 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
-        unknown = set(self.stage_flags) - set(_STAGE_NUMBER)
+        unknown = set(self.stage_flags) - set(_FLAGFILE_NAME)
         if unknown:
             raise ValueError(f"stage_flags for unknown stages {sorted(unknown)}; expected "
-                             f"{sorted(_STAGE_NUMBER)}")
+                             f"{sorted(_FLAGFILE_NAME)}")
 
     @property
     def word_dim(self) -> int:
@@ -130,7 +137,12 @@ class PipelineConfig:
         return os.path.join(self.models_dir, step)
 
     def flagfile(self, stage: str) -> str:
-        return os.path.join(self.flags_dir, f"{self.preset}_stage{_STAGE_NUMBER[stage]}.cfg")
+        return os.path.join(self.flags_dir, f"{self.preset}_{_FLAGFILE_NAME[stage]}.cfg")
+
+    def plans(self, step: str) -> bool:
+        """Whether `step` (a training step) is part of this run."""
+        return ((self.ablations or step not in ABLATION_STEPS)
+                and (self.baselines or step not in BASELINE_STEPS))
 
 
 @dataclasses.dataclass
@@ -225,8 +237,7 @@ def run_pipeline(config: PipelineConfig,
     state = _load_state(config.work_dir)
     steps: dict[str, str] = {}
     seconds: dict[str, float] = dict(state.get("seconds", {}))
-    planned = ["concepts", *[s for s, _, _ in TRAINING_STEPS
-                             if config.ablations or s not in ABLATION_STEPS]]
+    planned = ["concepts", *[s for s, _, _ in TRAINING_STEPS if config.plans(s)]]
     if config.evaluate:
         planned.append("evaluate")
     if config.export:
@@ -286,10 +297,10 @@ def _build_concepts(config: PipelineConfig) -> None:
 
 
 def _train(stage: str, stage_cfg: Any) -> None:
-    from conceptmask_tf.training import embedding, refinement, segmentation
+    from conceptmask_tf.training import embedding, refinement, saliency, segmentation
 
     train = {"embedding": embedding.train, "refinement": refinement.train,
-             "segmentation": segmentation.train}[stage]
+             "segmentation": segmentation.train, "saliency": saliency.train}[stage]
     train(stage_cfg)
 
 

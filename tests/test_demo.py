@@ -23,6 +23,8 @@ TINY_STAGES = {
     "segmentation": ["--epochs=1", "--batch_size=4", "--image_size=64",
                      "--encoder_widths=8,8,8,8", "--decoder_widths=8,8,8",
                      "--summary_images=0"],
+    "saliency": ["--epochs=1", "--batch_size=4", "--image_size=64",
+                 "--encoder_widths=8,8,8,8", "--decoder_widths=8,8,8", "--summary_images=0"],
 }
 TINY_PIPELINE = {"stage_flags": TINY_STAGES, "max_eval_images": 4, "calibration_images": 4}
 
@@ -42,12 +44,14 @@ def test_demo_trains_every_stage_and_writes_a_valid_report(first_run):
     assert first_run.pipeline.steps == {
         "concepts": "done", "embedding": "trained", "refinement": "trained",
         "refinement_no_neg": "trained", "segmentation": "trained",
-        "segmentation_single_att": "trained", "evaluate": "done", "export": "done"}
+        "segmentation_single_att": "trained", "saliency": "trained", "evaluate": "done",
+        "export": "done"}
     with open(os.path.join(config.report_dir, "report.json")) as f:
         report = json.load(f)
     validate_report(report)
+    assert report["split"] == "test"
     # Every variant was measured on the strong split (no null from a missing model dir).
-    for variant in ("full", "no_neg", "single_att", "concept_blind"):
+    for variant in ("full", "no_neg", "single_att", "saliency", "oracle_attention"):
         assert report["segmentation"][variant]["strong"]["images"] > 0
     assert {"train_embedding", "train_segmentation_single_att"} <= set(report["timing_s"])
     assert os.path.getsize(os.path.join(config.report_dir, "report.md")) > 1000

@@ -55,6 +55,9 @@ def test_stage_configs_come_from_the_preset_with_variant_flags(tmp_path):
     assert single.single_att and not stage_config(config, "segmentation").single_att
     assert single.refinement_model_dir == config.model_dir("refinement")
     assert single.model_dir == config.model_dir("segmentation_single_att")
+    saliency = stage_config(config, "saliency")  # flags/world_saliency.cfg
+    assert saliency.model_dir == config.model_dir("saliency")
+    assert saliency.encoder_widths == stage_config(config, "segmentation").encoder_widths
 
 
 def test_paper_preset_uses_resnet50_and_512_dims(tmp_path):
@@ -70,8 +73,8 @@ def test_runs_every_step_in_order_then_reuses_them(tmp_path, monkeypatch):
     lines: list[str] = []
     first = run_pipeline(config, announce=lines.append)
     assert calls == ["concepts", "embedding", "refinement", "refinement_no_neg",
-                     "segmentation", "segmentation_single_att"]
-    assert lines[0] == "[1/6] concepts ..." and lines[-1] == "[6/6] segmentation_single_att ..."
+                     "segmentation", "segmentation_single_att", "saliency"]
+    assert lines[0] == "[1/7] concepts ..." and lines[-1] == "[7/7] saliency ..."
     assert set(first.steps.values()) == {"done", "trained"}
     with open(tmp_path / "w" / pipeline.STATE_FILE) as f:
         state = json.load(f)
@@ -89,9 +92,14 @@ def test_a_missing_stage_is_retrained_alone_and_ablations_can_be_skipped(tmp_pat
                             evaluate=False, export=False, ablations=False,
                             progress=False)
     run_pipeline(config, announce=lambda _: None)
-    assert calls == ["concepts", "embedding", "refinement", "segmentation"]
-    os.remove(artifacts.model_path(config.model_dir("refinement"), "refinement"))
+    assert calls == ["concepts", "embedding", "refinement", "segmentation", "saliency"]
     calls.clear()
+    no_baseline = PipelineConfig(data_root=config.data_root, work_dir=str(tmp_path / "w2"),
+                                 evaluate=False, export=False, baselines=False, progress=False)
+    run_pipeline(no_baseline, announce=lambda _: None)
+    assert "saliency" not in calls and "segmentation_single_att" in calls
+    calls.clear()
+    os.remove(artifacts.model_path(config.model_dir("refinement"), "refinement"))
     run_pipeline(config, announce=lambda _: None)
     assert calls == ["refinement"]
 

@@ -1,11 +1,15 @@
 """conceptmask-evaluate: attention, segmentation and presence metrics of a trained work dir.
 
 Writes into --out_dir: report.json (DESIGN.md §5), report.md (the paper's tables next to
-its published figures) and pictures/ (overlay examples per kind of concept).
+its published figures) and pictures/ (overlay examples per kind of concept). --split=test
+scores eval/<split>.json (figures to report); --split=val scores val/<split>.json (figures
+to choose settings with).
 
 Example:
     conceptmask-evaluate --model_dir=/tmp/work/models --data_root=/tmp/world \
         --out_dir=/tmp/work/report
+    conceptmask-evaluate --split=val --model_dir=/tmp/work/models --data_root=/tmp/world \
+        --out_dir=/tmp/work/report_val
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("model_dir", None, "The models folder (<work_dir>/models) holding "
                         "embedding/, refinement/, segmentation/ and optionally "
                         "refinement_no_neg/, segmentation_single_att/.", flag_values=fv)
-    flags.DEFINE_string("data_root", None, "Data root with eval/<split>.json (and "
-                        "val/<split>.json for calibration).", flag_values=fv)
+    flags.DEFINE_string("data_root", None, "Data root with eval/<split>.json and/or "
+                        "val/<split>.json (calibration always uses val/).", flag_values=fv)
+    flags.DEFINE_enum("split", "test", ["test", "val"], "The set scored: test "
+                      "(eval/<split>.json, for reported figures) or val (val/<split>.json, "
+                      "for choosing settings).", flag_values=fv)
     flags.DEFINE_string("out_dir", None, "Report folder.", flag_values=fv)
     flags.DEFINE_string("concepts_dir", None, "Word vectors (concepts.tsv, word_vectors.npy). "
                         "Default: <model_dir>/../concepts.", flag_values=fv)
@@ -57,7 +64,7 @@ def main(argv: list[str]) -> int:
             fv.model_dir, fv.data_root, fv.out_dir, concepts_dir=fv.concepts_dir,
             max_images=fv.max_images, calibration_images=fv.calibration_images,
             batch_size=fv.batch_size, pictures_per_group=fv.pictures_per_group,
-            image_size=fv.image_size, progress=fv.progress)
+            image_size=fv.image_size, progress=fv.progress, split=fv.split)
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"{PROGRAM}: {e}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""conceptmask-pipeline: concepts -> 3 stages (+ ablations) -> evaluation -> export.
+"""conceptmask-pipeline: concepts -> 3 stages (+ ablations, baseline) -> evaluation -> export.
 
 The work dir layout is DESIGN.md §4 (see `conceptmask_tf.pipeline`). A rerun skips every
 finished step; `--overwrite` redoes them.
@@ -33,8 +33,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True
                          "preset, 512 for the paper preset).", lower_bound=1, flag_values=fv)
     flags.DEFINE_bool("ablations", True, "Train the no_neg and single_att variants too.",
                       flag_values=fv)
-    flags.DEFINE_bool("evaluate", True, "Evaluate on eval/<split>.json at the end.",
-                      flag_values=fv)
+    flags.DEFINE_bool("baselines", True, "Train the saliency baseline too (the report's "
+                      "saliency row).", flag_values=fv)
+    flags.DEFINE_bool("evaluate", True, "Evaluate on the test split (eval/<split>.json) at "
+                      "the end.", flag_values=fv)
     flags.DEFINE_bool("export", True, "Export the full model at the end: SavedModel "
                       "(<work_dir>/export/conceptmask/<version>/), TFLite and ONNX.",
                       flag_values=fv)
@@ -43,8 +45,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True
     flags.DEFINE_integer("calibration_images", 40, "Validation images per split used to "
                          "calibrate presence and theta.", lower_bound=1, flag_values=fv)
     flags.DEFINE_multi_string("stage_flags", [], "STAGE:--flag=value, appended to a stage's "
-                              "preset (STAGE: embedding, refinement, segmentation); repeat "
-                              "for several.", flag_values=fv)
+                              "preset (STAGE: embedding, refinement, segmentation, "
+                              "saliency); repeat for several.", flag_values=fv)
     flags.DEFINE_string("flags_dir", default_flags_dir(), "Folder of the preset flagfiles.",
                         flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "Redo every step even if its output exists.",
@@ -70,7 +72,8 @@ def parse_stage_flags(values: list[str]) -> dict[str, list[str]]:
 
 def options_from_flags(fv: flags.FlagValues) -> dict:
     """The `PipelineConfig` fields the demo and the pipeline share, from parsed flags."""
-    return {"ablations": fv.ablations, "evaluate": fv.evaluate, "export": fv.export,
+    return {"ablations": fv.ablations, "baselines": fv.baselines, "evaluate": fv.evaluate,
+            "export": fv.export,
             "max_eval_images": fv.max_eval_images,
             "calibration_images": fv.calibration_images,
             "stage_flags": parse_stage_flags(fv.stage_flags), "flags_dir": fv.flags_dir}

@@ -3,21 +3,31 @@
 This is the only module of `concepts` that uses the annotation readers of `data` (COCO,
 Open Images, Visual Genome); `overlap.py` itself works on plain arrays.
 
-Everything is put on one grid x grid raster (default 64 x 64) so that masks and boxes of the
-same image can be combined and memory stays bounded; gamma weights attention maps of about
-that resolution anyway. A mask or box too small to cover a cell centre keeps the cell at its
-centre, so small concepts (parts) are not lost.
+Everything is put on one grid x grid raster (default 64 x 64) so memory stays bounded;
+gamma weights attention maps of about that resolution anyway. A mask or box too small to
+cover a cell centre keeps the cell at its centre, so small concepts (parts) are not lost.
+
+Masks and boxes are never compared with each other, even in one image: a box against a
+mask understates containment (a triangular sail's box against its boat's mask gives
+O ~ 0.4 both ways although the sail is inside the boat). With both sources, one
+accumulator runs over the COCO masks and one over the boxes, and
+`overlap.combine_overlaps` takes each pair's O from one of them (see `overlap_from_images`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from conceptmask_tf.concepts import progress as progress_lib
-from conceptmask_tf.concepts.overlap import OverlapAccumulator, OverlapMatrix, resize_mask
+from conceptmask_tf.concepts.overlap import (
+    OverlapAccumulator,
+    OverlapMatrix,
+    combine_overlaps,
+    resize_mask,
+)
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import BoxedImage, ConceptBox, MaskedImage
@@ -60,20 +70,43 @@ def mask_grids(image: MaskedImage, grid: int) -> dict[str, np.ndarray]:
     return grids
 
 
-def image_grids(masked: Iterable[MaskedImage], boxed: Iterable[BoxedImage],
-                grid: int) -> Iterator[dict[str, np.ndarray]]:
-    """Per-image {concept: grid mask}; an image in both sources gets both, and a concept
-    with a mask and boxes in the same image keeps its mask."""
-    boxes_by_image = {image.image: image for image in boxed}
-    for image in masked:
-        grids = mask_grids(image, grid)
-        box_image = boxes_by_image.pop(image.image, None)
-        if box_image is not None:
-            for concept, mask in box_grids(box_image, grid).items():
-                grids.setdefault(concept, mask)
-        yield grids
-    for image in boxes_by_image.values():
-        yield box_grids(image, grid)
+def overlap_from_images(masked: Sequence[MaskedImage] | None,
+                        boxed: Sequence[BoxedImage] | None, grid: int,
+                        vocab_index: Mapping[str, int] | None = None,
+                        progress: bool = False) -> OverlapMatrix:
+    """O and gamma from COCO mask images and/or box images, one kind per pair.
+
+    Masks feed a masks-only accumulator, boxes a boxes-only one (an image in both
+    sources feeds both; its masks and boxes are never compared). With both sources the
+    two results are merged by `overlap.combine_overlaps` (boxes where they define O,
+    else masks); with one, its accumulator's result is returned as is.
+
+    Args:
+        masked: COCO images, or None for no mask source.
+        boxed: Box images (Open Images / Visual Genome), or None for no box source.
+        grid: Raster size.
+        vocab_index: concept -> concepts.tsv row (see `OverlapAccumulator.result`).
+        progress: Show a progress bar over the images.
+
+    Returns:
+        The overlap matrix (empty when both sources are None).
+    """
+    sources = [(kind, images, rasterize) for kind, images, rasterize in (
+        ("masks", masked, mask_grids), ("boxes", boxed, box_grids)) if images is not None]
+    if not sources:
+        return OverlapAccumulator().result(vocab_index)
+    results = {}
+    total = sum(len(images) for _, images, _ in sources)
+    with progress_lib.bar(progress, total, "overlap (images)") as bar:
+        for kind, images, rasterize in sources:
+            accumulator = OverlapAccumulator(kind)
+            for image in images:
+                accumulator.add_image(rasterize(image, grid))
+                bar.update(1)
+            results[kind] = accumulator.result(vocab_index)
+    if len(results) == 1:
+        return next(iter(results.values()))
+    return combine_overlaps(results["masks"], results["boxes"], vocab_index)
 
 
 def overlap_from_data_root(data_root: DataRoot, source: str, grid: int = 64,
@@ -84,8 +117,8 @@ def overlap_from_data_root(data_root: DataRoot, source: str, grid: int = 64,
 
     Args:
         data_root: The data root (coco/instances_train.json, boxes/...).
-        source: "masks", "boxes", "both" (what exists of the two; at least one must) or
-            "none" (an empty result).
+        source: "masks", "boxes", "both" (what exists of the two, at least one must; each
+            pair's O from one kind, see `overlap_from_images`) or "none" (an empty result).
         grid: Raster size.
         vocab_index: concept -> concepts.tsv row (see `OverlapAccumulator.result`).
         skips: Counts records the readers skip.
@@ -98,11 +131,10 @@ def overlap_from_data_root(data_root: DataRoot, source: str, grid: int = 64,
     if source not in SOURCES:
         raise ValueError(f"unknown overlap source {source!r}; expected one of {SOURCES}")
     skips = skips if skips is not None else SkipCounter(data_root.root)
-    accumulator = OverlapAccumulator()
     if source == "none":
-        return accumulator.result(vocab_index)
-    masked: list[MaskedImage] = []
-    boxed: list[BoxedImage] = []
+        return overlap_from_images(None, None, grid, vocab_index)
+    masked: list[MaskedImage] | None = None
+    boxed: list[BoxedImage] | None = None
     use_masks = source == "masks" or (source == "both" and os.path.exists(data_root.coco_instances))
     use_boxes = source == "boxes" or (source == "both" and (
         os.path.exists(data_root.oi_boxes) or os.path.exists(data_root.vg_objects)))
@@ -115,10 +147,4 @@ def overlap_from_data_root(data_root: DataRoot, source: str, grid: int = 64,
     if use_boxes:
         from conceptmask_tf.data import boxes  # pylint: disable=import-outside-toplevel
         boxed = boxes.load_box_images(data_root, skips=skips)
-    mask_paths = {image.image for image in masked}
-    total = len(masked) + sum(image.image not in mask_paths for image in boxed)
-    with progress_lib.bar(progress, total, "overlap (images)") as bar:
-        for grids in image_grids(masked, boxed, grid):
-            accumulator.add_image(grids)
-            bar.update(1)
-    return accumulator.result(vocab_index)
+    return overlap_from_images(masked, boxed, grid, vocab_index, progress)

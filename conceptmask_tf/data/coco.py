@@ -26,6 +26,9 @@ SKIP_SHORT_POLYGON = "polygon with fewer than 3 points"
 SKIP_EMPTY_MASK = "annotation whose mask has no pixel"
 SKIP_UNKNOWN_NEG = "neg_category_id not in 'categories'"
 SKIP_CONFLICTING_NEG = "neg_category_id that is also annotated in the image"
+SKIP_BAD_BBOX = "annotation 'bbox' that is not [x, y, width > 0, height > 0] (box taken from its mask)"
+
+Box = tuple[float, float, float, float]
 
 
 @dataclasses.dataclass
@@ -36,6 +39,7 @@ class _Image:
     height: int
     neg_ids: list[int]
     positives: dict[int, list[Rle]] = dataclasses.field(default_factory=dict)
+    boxes: dict[int, list[Box]] = dataclasses.field(default_factory=dict)
     crowds: dict[int, list[Rle]] = dataclasses.field(default_factory=dict)
 
 
@@ -216,6 +220,19 @@ def _add_annotations(records: object, path: str, images: dict[int, _Image],
             continue
         target = image.crowds if iscrowd else image.positives
         target.setdefault(category_id, []).append(rle)
+        if not iscrowd:
+            image.boxes.setdefault(category_id, []).append(
+                _annotation_box(record.get("bbox"), rle, path, where, skips))
+
+
+def _annotation_box(bbox: object, rle: Rle, path: str, where: str, skips: SkipCounter) -> Box:
+    """The annotation's COCO [x, y, w, h] box; from its mask when absent or malformed."""
+    if bbox is not None:
+        values = _polygon_coords(bbox)
+        if values is not None and len(values) == 4 and values[2] > 0 and values[3] > 0:
+            return tuple(float(v) for v in values)
+        skips.skip(SKIP_BAD_BBOX, path, f"{where}, bbox {bbox!r:.60}")
+    return tuple(float(v) for v in mask_utils.toBbox(rle))
 
 
 def _segmentation_rle(segm: object, height: int, width: int, path: str, where: str,
@@ -322,7 +339,8 @@ def _masked_image(image: _Image, categories: dict[int, str], rank: dict[int, int
     for category_id in sorted(image.positives.keys() | image.crowds.keys(), key=rank.get):
         rle, ignore = _merge(image.positives.get(category_id, []),
                              image.crowds.get(category_id, []), image.height, image.width)
-        masks.append(ConceptMask(concept=categories[category_id], rle=rle, ignore_rle=ignore))
+        masks.append(ConceptMask(concept=categories[category_id], rle=rle, ignore_rle=ignore,
+                                 boxes=tuple(image.boxes.get(category_id, ()))))
     neg_concepts = []
     for category_id in dict.fromkeys(image.neg_ids):
         where = f"image id {image.image_id}, neg_category_id {category_id}"

@@ -63,11 +63,15 @@ class ConceptMask:
         rle: Union of the non-crowd instances (compressed COCO RLE).
         ignore_rle: Union of crowd regions not covered by `rle`, or None. Pixels
             there are neither positive nor negative: losses and metrics ignore them.
+        boxes: The COCO "bbox" [x, y, width, height] (pixels) of each non-crowd
+            instance, in file order (from its mask when the annotation has none): the
+            box ground truth of the paper's Table 1 protocol.
     """
 
     concept: str
     rle: Rle
     ignore_rle: Rle | None = None
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,22 +14,24 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "attention_evaluation": ("evaluate_attention", "unit_range"),
+    "attention_evaluation": ("as_probability", "evaluate_attention", "unit_range"),
     "eval_set": ("EvalImage", "EvalPair", "EvalSet", "load_eval_set", "make_batches",
                  "pad_concepts"),
     "evaluator": ("assemble_report", "calibrate", "default_concepts_dir", "evaluate",
                   "summary"),
     "pictures": ("PictureChoice", "choose_pictures", "write_pictures"),
-    "predictors": ("AttentionMaps", "CompiledConceptMask", "ConceptBlind", "Predictor",
-                   "compiled", "predict_pairs", "presence_model", "run_batch"),
+    "predictors": ("AttentionMaps", "CompiledConceptMask", "OracleAttention", "Predictor",
+                   "SaliencyMasks", "compiled", "predict_pairs", "presence_model",
+                   "run_batch"),
     "segmentation_evaluation": ("SegmentationResult", "evaluate_segmentation"),
     "variants": ("ModelVariants", "load_variants", "supervised_concepts"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
-    "AttentionMaps", "CompiledConceptMask", "ConceptBlind", "EvalImage", "EvalPair", "EvalSet",
-    "ModelVariants", "PictureChoice", "Predictor", "SegmentationResult", "assemble_report",
+    "AttentionMaps", "CompiledConceptMask", "EvalImage", "EvalPair", "EvalSet",
+    "ModelVariants", "OracleAttention", "PictureChoice", "Predictor", "SaliencyMasks",
+    "SegmentationResult", "as_probability", "assemble_report",
     "calibrate", "choose_pictures", "compiled", "default_concepts_dir", "evaluate",
     "evaluate_attention", "evaluate_segmentation", "load_eval_set", "load_variants",
     "make_batches", "pad_concepts", "predict_pairs", "presence_model", "run_batch", "summary",

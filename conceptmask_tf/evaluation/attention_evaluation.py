@@ -1,15 +1,27 @@
 """Attention-map quality (paper §5.2, Table 1): pointing game and soft IoU per variant.
 
 For each (image, present concept) the variant's map, upsampled bilinearly to the image
-size, is min-max normalised to [0, 1] per map, then scored against the ground-truth mask
-with `metrics.pointing_game_hit` and `metrics.soft_iou` (paper eq. 5), averaged per concept
-and then over concepts (`metrics.ConceptAverager`).
+size, is scored against the ground truth, averaged per concept and then over concepts
+(`metrics.ConceptAverager`). The paper's protocol gives the first two metrics:
 
-Normalisation (our choice; the paper only says the map "ranges from 0 to 1"): the coarse
-maps are cosines in [-1, 1] and eq. 5 needs [0, 1]; normalising every variant the same way
-keeps the columns comparable, and it is what the segmentation network sees
-(`NormalizeAttention`). It leaves the pointing game unchanged (the maximum stays put). A
-constant map becomes all zeros: soft IoU 0, and its "maximum" is the first pixel.
+  pointing_game         the map's maximum lies in one of the concept's ground-truth boxes;
+  soft_iou              eq. 5 against the union of the boxes, on the map as the network
+                        outputs it, in [0, 1] (`as_probability`);
+
+and three extra columns keep what earlier versions reported:
+
+  pointing_game_mask    the maximum lies in the exact mask;
+  soft_iou_mask         eq. 5 against the exact mask, same map as soft_iou;
+  soft_iou_mask_minmax  eq. 5 against the mask on the map min-max normalised per map (what
+                        the segmentation network sees, `NormalizeAttention`).
+
+Maps in [0, 1] (`as_probability`): refined maps are sigmoid probabilities and are used as
+they are; coarse maps ("original", "original_finetuned") are cosines in [-1, 1] (or inner
+products, `similarity="dot"`) and are clipped to [0, 1], i.e. a negative similarity is no
+attention. This rule is ours (the paper says only that the map "is a probability mask
+that ranges from 0 to 1") and it is fixed, so no column depends on a per-map rescaling.
+The pointing game uses the map before clipping (the maximum is unchanged unless the
+whole map is negative, where clipping would make every pixel a tie).
 """
 
 from __future__ import annotations
@@ -25,6 +37,13 @@ from conceptmask_tf.evaluation.predictors import Predictor, predict_pairs
 from conceptmask_tf.evaluation.report import ATTENTION_METRICS, ATTENTION_VARIANTS
 
 COUNTS = ("concepts", "images")
+COARSE_VARIANTS = ("original", "original_finetuned")
+
+
+def as_probability(variant: str, values: np.ndarray) -> np.ndarray:
+    """A variant's map in [0, 1] by the fixed rule of the module docstring (float64)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.clip(values, 0.0, 1.0) if variant in COARSE_VARIANTS else values
 
 
 def unit_range(values: np.ndarray) -> np.ndarray:
@@ -44,7 +63,7 @@ def null_attention() -> dict[str, Any]:
 def evaluate_attention(predict: Predictor, eval_set: EvalSet, variants: Sequence[str],
                        splits: Sequence[str] | None = None, batch_size: int = 16,
                        progress: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
-    """Pointing game and soft IoU of each attention variant on each split.
+    """Table 1 metrics (module docstring) of each attention variant on each split.
 
     Args:
         predict: Returns one [B, K, H, W] map per name in `variants` (`AttentionMaps`).
@@ -56,7 +75,7 @@ def evaluate_attention(predict: Predictor, eval_set: EvalSet, variants: Sequence
         progress: Show a progress bar.
 
     Returns:
-        split -> variant -> {"pointing_game", "soft_iou", "concepts", "images"}; splits
+        split -> variant -> {metric of `ATTENTION_METRICS`, "concepts", "images"}; splits
         and variants of `ATTENTION_VARIANTS` without a pair get `null_attention()`.
     """
     splits = tuple(eval_set.splits if splits is None else splits)
@@ -66,12 +85,17 @@ def evaluate_attention(predict: Predictor, eval_set: EvalSet, variants: Sequence
                                            batch_size=batch_size, progress=progress,
                                            desc="attention maps"):
         truth, ignore = pair.truth()
+        boxes = pair.box_truth()
         for variant in variants:
-            attention = unit_range(maps[variant])  # [H, W]
+            raw = maps[variant]  # [H, W]
+            attention = as_probability(variant, raw)
             averagers[pair.split, variant].add(
                 pair.concept, image.image,
-                pointing_game=metrics.pointing_game_hit(attention, truth, ignore),
-                soft_iou=metrics.soft_iou(attention, truth, ignore))
+                pointing_game=metrics.pointing_game_hit(raw, boxes, ignore),
+                soft_iou=metrics.soft_iou(attention, boxes, ignore),
+                pointing_game_mask=metrics.pointing_game_hit(raw, truth, ignore),
+                soft_iou_mask=metrics.soft_iou(attention, truth, ignore),
+                soft_iou_mask_minmax=metrics.soft_iou(unit_range(raw), truth, ignore))
     results = {}
     for split in (*splits, *(s for s in eval_set.missing_splits if s not in splits)):
         results[split] = {v: null_attention() for v in ATTENTION_VARIANTS}

@@ -29,11 +29,12 @@ from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.concepts.names import normalize_concept
 from conceptmask_tf.data import coco
 from conceptmask_tf.data._records import load_json, require_dict
+from conceptmask_tf.data.boxes import rasterize_boxes
 from conceptmask_tf.data.images import check_images, read_image
 from conceptmask_tf.data.layout import SPLITS, DataRoot
 from conceptmask_tf.data.skips import SkipCounter
-from conceptmask_tf.data.splits import read_split_ground_truth
-from conceptmask_tf.data.types import ConceptMask, MaskedImage
+from conceptmask_tf.data.splits import GROUND_TRUTH_KINDS, read_split_ground_truth
+from conceptmask_tf.data.types import ConceptBox, ConceptMask, MaskedImage
 from conceptmask_tf.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,28 @@ class EvalPair:
         ignore = self.mask.ignore_rle
         return (coco.decode_mask(self.mask.rle).astype(bool),
                 None if ignore is None else coco.decode_mask(ignore).astype(bool))
+
+    def box_truth(self) -> np.ndarray:
+        """bool [H, W] union of the concept's instance boxes (the Table 1 ground truth).
+
+        A pixel is inside a box when its centre is (`data.boxes.rasterize_boxes`); a box
+        too small to hold a pixel centre keeps the pixel under its own centre. Without
+        boxes (a file whose annotations had none) the boxes come from the mask's
+        instances as merged: one box around the whole mask.
+        """
+        if self.mask is None:
+            raise ValueError(f"{self.concept!r} is verified absent: it has no box")
+        height, width = (int(v) for v in self.mask.rle["size"])
+        boxes = self.mask.boxes or (tuple(mask_utils.toBbox(self.mask.rle)),)
+        truth = np.zeros((height, width), bool)
+        for x, y, w, h in boxes:
+            box = ConceptBox(self.concept, x / width, y / height, (x + w) / width,
+                             (y + h) / height)
+            region = rasterize_boxes([box], height, width)
+            if not region.any():
+                region[min(int(y + h / 2), height - 1), min(int(x + w / 2), width - 1)] = True
+            truth |= region
+        return truth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +156,9 @@ class EvalSet:
 
 def load_eval_set(data_root: str, embeddings: ConceptEmbeddings,
                   splits: Sequence[str] = SPLITS, max_images: int | None = None,
-                  check_files: bool = True) -> EvalSet:
-    """Reads `eval/<split>.json` of every split there is and merges the pairs per image.
+                  check_files: bool = True, which: str = "eval") -> EvalSet:
+    """Reads `eval/<split>.json` (or `val/<split>.json`) of every split there is and merges
+    the pairs per image.
 
     Args:
         data_root: The data root (DESIGN.md §3).
@@ -144,6 +168,8 @@ def load_eval_set(data_root: str, embeddings: ConceptEmbeddings,
         max_images: Keep at most this many images of each split: the first, in file
             order, that have a pair left (None: all).
         check_files: Check that each image file is readable and has its annotated size.
+        which: "eval" (the test set, for reported figures) or "val" (the validation set,
+            for every choice).
 
     Returns:
         The evaluation set.
@@ -151,15 +177,17 @@ def load_eval_set(data_root: str, embeddings: ConceptEmbeddings,
     Raises:
         DataError: No split has an eval file, or a file is malformed.
     """
+    if which not in GROUND_TRUTH_KINDS:
+        raise ValueError(f"which must be one of {GROUND_TRUTH_KINDS}, got {which!r}")
     root = DataRoot(data_root)
-    skips = SkipCounter(os.path.join(data_root, "eval"))
+    skips = SkipCounter(os.path.join(data_root, which))
     unknown: collections.Counter = collections.Counter()
     vectors: dict[str, np.ndarray] = {}
     supercategories: dict[tuple[str, str], str | None] = {}
     found, missing = [], []
     merged: dict[str, tuple[MaskedImage, list[EvalPair]]] = {}
     for split in splits:
-        path = root.eval_file(split)
+        path = root.eval_file(split) if which == "eval" else root.val_file(split)
         if not os.path.exists(path):
             logger.warning("no ground truth for split %r (%s does not exist): its metrics "
                            "are null", split, path)
@@ -168,7 +196,7 @@ def load_eval_set(data_root: str, embeddings: ConceptEmbeddings,
         found.append(split)
         supercategories.update({(split, c): s for c, s in _supercategories(path).items()})
         kept = 0
-        for item in read_split_ground_truth(root, split, "eval", skips=skips):
+        for item in read_split_ground_truth(root, split, which, skips=skips):
             if max_images is not None and kept >= max_images:
                 break
             pairs = _pairs(item, split, embeddings, vectors, unknown, skips, path)
@@ -177,8 +205,8 @@ def load_eval_set(data_root: str, embeddings: ConceptEmbeddings,
                 merged.setdefault(item.image, (item, []))[1].extend(pairs)
     if not found:
         raise DataError(f"no evaluation ground truth: none of "
-                        f"{', '.join(f'eval/{s}.json' for s in splits)} exists",
-                        path=os.path.join(data_root, "eval"))
+                        f"{', '.join(f'{which}/{s}.json' for s in splits)} exists",
+                        path=os.path.join(data_root, which))
     if unknown:
         logger.warning("%d pairs of %d concepts without a word vector were skipped: %s",
                        sum(unknown.values()), len(unknown), ", ".join(sorted(unknown)[:10]))
@@ -285,9 +313,9 @@ def make_batches(sizes: Sequence[tuple[int, int]], num_concepts: Sequence[int],
 
 
 def pad_concepts(vectors: Sequence[np.ndarray]) -> np.ndarray:
-    """Stacks per-image concept vectors [K_b, D] into [B, K_max, D].
+    """Stacks per-image concept vectors [K_b, D] (or masks [K_b, H, W]) into [B, K_max, ...].
 
-    Shorter lists are padded by repeating their first vector (a real concept, so the
+    Shorter lists are padded by repeating their first entry (a real concept, so the
     padded slots compute ordinary values that the caller drops).
     """
     k_max = max(len(v) for v in vectors)

@@ -1,22 +1,30 @@
 """`evaluate`: a models folder + a data root -> report.json, report.md and pictures.
 
 Steps (DESIGN.md §5):
-  1. Load the networks (`variants.load_variants`), the word vectors and the eval ground
-     truth of every split (`eval_set.load_eval_set`, pairs merged per image).
+  1. Load the networks (`variants.load_variants`), the word vectors and the ground truth
+     of every split of the scored set (`eval_set.load_eval_set`, pairs merged per image):
+     the test set `eval/<split>.json` (split="test", for reported figures) or the
+     validation set `val/<split>.json` (split="val", for every choice).
   2. Calibrate the full model on `val/<split>.json` (`training.calibration`): presence
      threshold/slope and the weak-concept theta (paper §4.4). The no_neg and single_att
      models reuse the full model's theta; their presence is not reported, so it is not
      calibrated.
-  3. Attention maps (paper Table 1) on every split; `report["attention"]` is weak_box (the
-     paper's OIVG-750 box-supervised concepts), the rest under "attention_by_split".
+  3. Attention maps (paper Table 1, `attention_evaluation`: against the ground-truth
+     boxes as the paper scores them, plus mask-based columns) on every split;
+     `report["attention"]` is weak_box (the paper's OIVG-750 box-supervised concepts),
+     the rest under "attention_by_split".
   4. Segmentation (paper Tables 2-3) of each variant on every split:
-       full          ConceptMask(refinement, segmentation), the segmentation config's scales;
-       no_neg        ConceptMask(refinement_no_neg, segmentation): the stage-3 network is
-                     label agnostic (it sees attention maps only), so the full model's one is
-                     reused rather than retrained on the no_neg attention;
-       single_att    ConceptMask(refinement, segmentation_single_att), its one scale;
-       concept_blind the full model's segmentation network given uniform attention
-                     (`predictors.ConceptBlind`, the saliency stand-in).
+       full              ConceptMask(refinement, segmentation), the segmentation config's
+                         scales;
+       no_neg            ConceptMask(refinement_no_neg, segmentation): the stage-3 network
+                         is label agnostic (it sees attention maps only), so the full
+                         model's one is reused rather than retrained on the no_neg attention;
+       single_att        ConceptMask(refinement, segmentation_single_att), its one scale;
+       saliency          the saliency baseline (`training.saliency`, a concept-blind
+                         foreground network): one mask per image for every concept;
+       oracle_attention  the full model's segmentation network given attention made from
+                         the ground-truth mask (`predictors.OracleAttention`): the ceiling of
+                         the attention stages.
      Presence (`metrics.PresenceF1`) of the full model over all splits' present and
      verified-absent pairs.
   5. Example pictures of the full model (`pictures`).
@@ -40,7 +48,8 @@ from conceptmask_tf.evaluation.pictures import choose_pictures, write_pictures
 from conceptmask_tf.evaluation.predictors import (
     AttentionMaps,
     CompiledConceptMask,
-    ConceptBlind,
+    OracleAttention,
+    SaliencyMasks,
     compiled,
     presence_model,
 )
@@ -58,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 ATTENTION_SPLIT = "weak_box"
 CALIBRATION_SPLITS = ("strong", "weak_box", "weak_image")
+SCORED_SPLITS = {"test": "eval", "val": "val"}  # report "split" -> data-root folder
+ORACLE_BLUR_SIGMA = 1.0  # attention-map cells (OracleAttention)
 
 
 def default_concepts_dir(models_dir: str) -> str:
@@ -105,7 +116,8 @@ def calibrate(model: ConceptMask, data_root: str, concepts_dir: str,
 def _segmentation_models(variants: ModelVariants, full: ConceptMask,
                          supervised_vectors: Any) -> dict[str, Any | None]:
     """Variant name -> the callable to evaluate (None when its network is missing)."""
-    models: dict[str, Any | None] = {"full": full, "no_neg": None, "single_att": None}
+    models: dict[str, Any | None] = {"full": full, "no_neg": None, "single_att": None,
+                                     "saliency": None}
     if variants.has("refinement_no_neg"):
         models["no_neg"] = variants.concept_mask("refinement_no_neg", "segmentation",
                                                  supervised_vectors)
@@ -115,9 +127,12 @@ def _segmentation_models(variants: ModelVariants, full: ConceptMask,
     for name in ("no_neg", "single_att"):
         if models[name] is not None:
             set_weak_theta(models[name], full.weak_theta)
-    models["concept_blind"] = ConceptBlind(variants.networks["segmentation"],
-                                           variants.image_size,
-                                           variants.attention_sides(variants.scales))
+    if variants.has("saliency"):
+        models["saliency"] = SaliencyMasks(variants.networks["saliency"],
+                                           variants.saliency_image_size or variants.image_size)
+    models["oracle_attention"] = OracleAttention(
+        variants.networks["segmentation"], variants.image_size,
+        variants.attention_sides(variants.scales), ORACLE_BLUR_SIGMA)
     return models
 
 
@@ -139,10 +154,11 @@ def _evaluate_segmentation_variants(models: Mapping[str, Any | None], full_predi
             continue
         phase = time.perf_counter()
         is_full = name == "full"
+        with_truth = isinstance(model, OracleAttention)
         result = evaluate_segmentation(
-            full_predictor if is_full else compiled(model, dim), eval_set, presence=is_full,
-            presence_predict=presence_predictor, batch_size=batch_size, progress=progress,
-            desc=f"segmentation {name}")
+            full_predictor if is_full else compiled(model, dim, with_truth), eval_set,
+            presence=is_full, presence_predict=presence_predictor, batch_size=batch_size,
+            progress=progress, desc=f"segmentation {name}", with_truth=with_truth)
         segmentation[name] = result.by_split
         if result.presence is not None:
             presence = result.presence
@@ -153,12 +169,13 @@ def _evaluate_segmentation_variants(models: Mapping[str, Any | None], full_predi
 def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | None = None,
              max_images: int | None = None, calibration_images: int | None = 40,
              batch_size: int = 16, pictures_per_group: int = 2, image_size: int | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, split: str = "test") -> dict[str, Any]:
     """Evaluates a trained work dir and writes report.json, report.md and pictures/.
 
     Args:
         models_dir: The models folder (`<work_dir>/models`, DESIGN.md §4).
-        data_root: Data root with `eval/<split>.json` (and `val/<split>.json` to calibrate).
+        data_root: Data root with `eval/<split>.json` and/or `val/<split>.json` (the
+            validation files also calibrate).
         out_dir: Report folder (created).
         concepts_dir: Word vectors; default `<models_dir>/../concepts`.
         max_images: Images per split (first in file order; None: all).
@@ -168,6 +185,8 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
         pictures_per_group: Example pictures per group.
         image_size: S; default from the segmentation model's config.json.
         progress: Progress bars on stderr.
+        split: Which set is scored: "test" (`eval/`, the reported figures) or "val"
+            (`val/`, for choosing settings; calibration also uses it).
 
     Returns:
         The report (DESIGN.md §5) as written to report.json, plus "missing" (absent optional
@@ -176,9 +195,11 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
 
     Raises:
         FileNotFoundError: A required model dir or the word vectors are missing.
-        DataError: No eval/<split>.json exists, or a ground-truth file is malformed.
-        ValueError: Word vectors of another dimension than the models'.
+        DataError: No ground-truth file of the scored set exists, or one is malformed.
+        ValueError: An unknown split, or word vectors of another dimension than the models'.
     """
+    if split not in SCORED_SPLITS:
+        raise ValueError(f"split must be one of {tuple(SCORED_SPLITS)}, got {split!r}")
     start = time.perf_counter()
     timing: dict[str, float | None] = {}
     concepts_dir = concepts_dir or default_concepts_dir(models_dir)
@@ -189,7 +210,8 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
     if embeddings.dim != model_dim:
         raise ValueError(f"word vectors in {concepts_dir} have dimension {embeddings.dim}, the "
                          f"models in {models_dir} {model_dim}: not the same concepts step")
-    eval_set = load_eval_set(data_root, embeddings, max_images=max_images)
+    eval_set = load_eval_set(data_root, embeddings, max_images=max_images,
+                             which=SCORED_SPLITS[split])
     supervised, supervised_source = supervised_concepts(variants, data_root, embeddings)
     supervised_vectors = embeddings.vectors_for(supervised)
     full = variants.concept_mask("refinement", "segmentation", supervised_vectors)
@@ -220,7 +242,8 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
     timing["pictures"] = time.perf_counter() - phase
     timing["total"] = time.perf_counter() - start
 
-    config = {"models_dir": models_dir, "data_root": data_root, "concepts_dir": concepts_dir,
+    config = {"split": split, "ground_truth": f"{SCORED_SPLITS[split]}/<split>.json",
+              "models_dir": models_dir, "data_root": data_root, "concepts_dir": concepts_dir,
               "model_dirs": variants.model_dirs, "image_size": variants.image_size,
               "scales": list(variants.scales),
               "single_att_scales": list(variants.single_att_scales),
@@ -228,11 +251,16 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
               "batch_size": batch_size, "splits": list(eval_set.splits),
               "supervised_concepts": len(supervised), "supervised_source": supervised_source,
               "attention_split": ATTENTION_SPLIT,
-              "attention_normalization": "min-max per map to [0, 1]",
+              "attention_protocol": "pointing_game, soft_iou: against the ground-truth boxes; "
+                                    "_mask: against the masks; maps as output (refined: "
+                                    "sigmoid; coarse: cosine clipped to [0, 1]), "
+                                    "soft_iou_mask_minmax on min-max normalised maps",
+              "oracle_blur_sigma": ORACLE_BLUR_SIGMA,
               "mask_threshold": 0.5, "presence_threshold": 0.5}
     report = assemble_report(attention_by_split, segmentation, presence, calibration, config,
                              timing, missing=[*variants.missing, *(
-                                 f"eval/{s}.json" for s in eval_set.missing_splits)],
+                                 f"{SCORED_SPLITS[split]}/{s}.json"
+                                 for s in eval_set.missing_splits)],
                              skipped={"unknown_concepts": dict(eval_set.unknown_concepts),
                                       "records": eval_set.skips.as_dict()},
                              pictures=pictures)
@@ -255,6 +283,7 @@ def assemble_report(attention_by_split: Mapping[str, Mapping[str, Any]],
     by_split = {s: {v: dict(attention_by_split.get(s, {}).get(v, null_attention()))
                     for v in report_lib.ATTENTION_VARIANTS} for s in SPLITS}
     return {
+        "split": config.get("split", "test"),
         "attention": by_split[ATTENTION_SPLIT],
         "segmentation": {v: {s: dict(segmentation.get(v, {}).get(s, null_segmentation()))
                              for s in SPLITS} for v in report_lib.SEGMENTATION_VARIANTS},
@@ -283,6 +312,9 @@ def summary(report: Mapping[str, Any], out_dir: str) -> str:
              f"  report.json   {os.path.join(out_dir, report_lib.REPORT_JSON)}",
              f"  report.md     {os.path.join(out_dir, report_lib.REPORT_MD)}",
              f"  pictures      {pictures_dir} ({count} files)",
+             "",
+             f"scored: the {report['split']} split "
+             f"({SCORED_SPLITS[report['split']]}/<split>.json)",
              "",
              "IoU by supervision split (paper Tables 2-3):",
              f"  {'':<26}" + "".join(f"{s:>12}" for s in SPLITS)]

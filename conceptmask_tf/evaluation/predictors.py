@@ -1,8 +1,9 @@
 """What the evaluation runs: model variants as batch functions of (image, word vectors).
 
 A *predictor* is any callable taking {"image": float32 [B, H, W, 3] in [0, 255],
-"word_vectors": float32 [B, K, D]} (the `ConceptMask` inputs) and returning a dict of
-per-concept outputs, concept axis 1: "mask_probs" [B, K, H, W] for segmentation,
+"word_vectors": float32 [B, K, D]} (the `ConceptMask` inputs; `OracleAttention` also
+"truth_masks" float32 [B, K, H, W]) and returning a dict of per-concept outputs, concept
+axis 1: "mask_probs" [B, K, H, W] for segmentation,
 optionally "presence" [B, K] and "attention" [B, K, h, w]; attention predictors return
 one [B, K, H, W] map per Table 1 variant. A Keras model called eagerly is one; `compiled`
 wraps one in a `tf.function` so a batch runs as a graph.
@@ -31,7 +32,8 @@ from conceptmask_tf.models._tensors import channels_to_concepts, resize, resize_
 Predictor = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
-def compiled(model: Callable[..., Mapping[str, Any]], dim: int) -> Predictor:
+def compiled(model: Callable[..., Mapping[str, Any]], dim: int,
+             with_truth: bool = False) -> Predictor:
     """`model(inputs, training=False)` as a `tf.function`, traced once for any B, H, W, K.
 
     The input signature leaves every size but D open, so batches of other sizes or
@@ -40,20 +42,23 @@ def compiled(model: Callable[..., Mapping[str, Any]], dim: int) -> Predictor:
     into the function: compile after calibrating.
 
     Args:
-        model: A predictor-like callable (a Keras model, `ConceptBlind`, `AttentionMaps`).
+        model: A predictor-like callable (a Keras model, `SaliencyMasks`, `AttentionMaps`).
         dim: D, the word-vector dimension.
+        with_truth: The model also takes "truth_masks" [B, K, H, W] (`OracleAttention`).
 
     Returns:
         The compiled predictor; it takes float32 arrays only.
     """
     signature = [{"image": tf.TensorSpec([None, None, None, 3], tf.float32),
                   "word_vectors": tf.TensorSpec([None, None, dim], tf.float32)}]
+    if with_truth:
+        signature[0]["truth_masks"] = tf.TensorSpec([None, None, None, None], tf.float32)
     return tf.function(lambda inputs: model(inputs, training=False), input_signature=signature)
 
 
 def run_batch(predict: Predictor, images: Sequence[np.ndarray],
-              vectors: Sequence[np.ndarray], keys: Sequence[str]
-              ) -> list[dict[str, np.ndarray]]:
+              vectors: Sequence[np.ndarray], keys: Sequence[str],
+              truths: Sequence[np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
     """Runs one batch of equally sized images with their own concept lists.
 
     Concept lists are padded to the longest by repeating their first concept
@@ -64,12 +69,16 @@ def run_batch(predict: Predictor, images: Sequence[np.ndarray],
         images: B arrays [H, W, 3] of one size.
         vectors: B arrays [K_b, D], K_b >= 1.
         keys: Outputs to return.
+        truths: B arrays [K_b, H, W] of ground-truth masks, given to the predictor as
+            "truth_masks" (padded like the vectors), or None.
 
     Returns:
         Per image, key -> its outputs with the concept axis first: [K_b, ...].
     """
     batch = {"image": np.stack(images).astype(np.float32),
              "word_vectors": pad_concepts(vectors)}  # [B, H, W, 3], [B, K_max, D]
+    if truths is not None:
+        batch["truth_masks"] = pad_concepts(truths)  # [B, K_max, H, W]
     outputs = predict(batch)
     arrays = {key: np.asarray(outputs[key]) for key in keys}
     return [{key: value[b, :len(v)] for key, value in arrays.items()}
@@ -81,47 +90,86 @@ def attention_sides(image_size: int, scales: Sequence[float], stride: int) -> li
     return [-(-round(s * image_size) // stride) for s in scales]
 
 
-class ConceptBlind:
-    """The stage-3 network given a uniform attention map: the saliency stand-in (DESIGN §5).
-
-    Every attention input is all ones; `NormalizeAttention` turns a constant map into
-    zeros, so the network gets no concept information: it predicts one mask per image
-    from the pixels alone, which is returned for each of the K concepts.
+class SaliencyMasks:
+    """The saliency baseline as a predictor: one concept-blind mask per image, for every concept.
 
     Args:
-        segmentation: A trained `SegmentationModel` (or any callable with its inputs and
-            a "logits" [B, K, S, S] output).
+        saliency: A trained `SegmentationModel` without attention input
+            (`training.saliency`), or any callable with its "image" input and a "logits"
+            [B, 1, S, S] output.
         image_size: S, the side the network works at.
-        sides: Attention-map side of each of its attention inputs (`attention_sides`);
-            after normalisation the size makes no difference, these match the real ones.
     """
 
-    def __init__(self, segmentation: Callable[..., Mapping[str, Any]], image_size: int,
-                 sides: Sequence[int]) -> None:
-        self.segmentation = segmentation
+    def __init__(self, saliency: Callable[..., Mapping[str, Any]], image_size: int) -> None:
+        self.saliency = saliency
         self.image_size = int(image_size)
-        self.sides = tuple(int(s) for s in sides)
 
     def __call__(self, inputs: Mapping[str, Any], training: bool = False) -> dict[str, Any]:
         image = tf.convert_to_tensor(inputs["image"], tf.float32)  # [B, H, W, 3]
         vectors = tf.convert_to_tensor(inputs["word_vectors"], tf.float32)  # [B, K, D]
-        batch = tf.shape(image)[0]
-        maps = {f"attention_{a}": tf.ones(tf.stack([batch, 1, side, side]), tf.float32)
-                for a, side in enumerate(self.sides)}  # [B, 1, s, s] each
         resized = resize(image, (self.image_size, self.image_size))
-        logits = self.segmentation({"image": resized, **maps}, training=training)["logits"]
-        logits = resize_concept_maps(logits, tf.shape(image)[1:3])  # [B, 1, H, W]
-        probs = tf.sigmoid(logits)
+        logits = self.saliency({"image": resized}, training=training)["logits"]  # [B, 1, S, S]
+        probs = tf.sigmoid(resize_concept_maps(logits, tf.shape(image)[1:3]))  # [B, 1, H, W]
         shape = tf.concat([tf.shape(probs)[:1], tf.shape(vectors)[1:2],
                            tf.shape(probs)[2:]], axis=0)
         return {"mask_probs": tf.broadcast_to(probs, shape)}  # [B, K, H, W]
+
+
+class OracleAttention:
+    """The stage-3 network given attention made from the ground truth (`oracle_attention`).
+
+    For each concept, its ground-truth mask is area-averaged down to each attention
+    map's side and blurred with a Gaussian of `blur_sigma` map cells (a stand-in for the
+    smooth maps stage 2 outputs); the segmentation network then sees these maps instead
+    of the attention stages' maps. Its scores are the ceiling that better attention can
+    reach with this segmentation network. It needs "truth_masks" in its inputs
+    (`predict_pairs(..., with_truth=True)`).
+
+    Args:
+        segmentation: A trained `SegmentationModel`.
+        image_size: S, the side the network works at.
+        sides: Attention-map side of each of its attention inputs (`attention_sides`).
+        blur_sigma: Standard deviation of the blur, in attention-map cells (0: none).
+    """
+
+    def __init__(self, segmentation: Callable[..., Mapping[str, Any]], image_size: int,
+                 sides: Sequence[int], blur_sigma: float = 1.0) -> None:
+        self.segmentation = segmentation
+        self.image_size = int(image_size)
+        self.sides = tuple(int(s) for s in sides)
+        self.blur_sigma = float(blur_sigma)
+
+    def attention(self, truth: tf.Tensor, side: int) -> tf.Tensor:
+        """truth float32 [B, K, H, W] in {0, 1} -> attention [B, K, side, side] in [0, 1]."""
+        shape = tf.shape(truth)
+        images = tf.reshape(truth, tf.concat([[-1], shape[2:], [1]], axis=0))  # [BK, H, W, 1]
+        maps = tf.image.resize(images, (side, side), method="area")  # [B * K, s, s, 1]
+        if self.blur_sigma > 0:
+            radius = max(1, int(round(3 * self.blur_sigma)))
+            taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.blur_sigma) ** 2)
+            kernel = tf.constant(np.outer(taps, taps)[:, :, None, None], tf.float32)
+            # Divided by the blurred ones: the zero padding at the border does not darken
+            # a region that touches it.
+            weights = tf.nn.conv2d(tf.ones([1, side, side, 1]), kernel, 1, "SAME")
+            maps = tf.nn.conv2d(maps, kernel, 1, "SAME") / weights
+        return tf.reshape(maps, tf.concat([shape[:2], [side, side]], axis=0))
+
+    def __call__(self, inputs: Mapping[str, Any], training: bool = False) -> dict[str, Any]:
+        image = tf.convert_to_tensor(inputs["image"], tf.float32)  # [B, H, W, 3]
+        truth = tf.convert_to_tensor(inputs["truth_masks"], tf.float32)  # [B, K, H, W]
+        resized = resize(image, (self.image_size, self.image_size))
+        maps = {f"attention_{a}": self.attention(truth, side)
+                for a, side in enumerate(self.sides)}
+        logits = self.segmentation({"image": resized, **maps}, training=training)["logits"]
+        return {"mask_probs": tf.sigmoid(resize_concept_maps(logits, tf.shape(image)[1:3]))}
 
 
 class AttentionMaps:
     """The attention maps of paper Table 1, upsampled to the input image size.
 
     The image is resized to S (as `ConceptMask` does for its first scale), then:
-      - "original": <e_ij, w> cosine of the stage-1 network in fully-convolutional form;
+      - "original": <e_ij, w> (cosine, or inner product with `similarity="dot"`) of the
+        stage-1 network in fully-convolutional form;
       - "original_finetuned": the same map from the refinement model's fine-tuned
         embedding (its "coarse" output);
       - "refined": the refinement model's attention, sigmoid of its logits;
@@ -143,7 +191,8 @@ class AttentionMaps:
         self.refinement = refinement
         self.refinement_no_neg = refinement_no_neg
         self.image_size = int(image_size)
-        self.cosine = ConceptAttention("cosine")
+        # Table 1's "original": eq. 1 with the similarity stage 2 was trained with.
+        self.similarity = ConceptAttention(getattr(refinement, "similarity", "cosine"))
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -160,7 +209,7 @@ class AttentionMaps:
             return resize_concept_maps(channels_to_concepts(maps), tf.shape(image)[1:3])
 
         embedding_map = self.embedding(resized, training=False)["embedding_map"]
-        maps = {"original": upsample(self.cosine(embedding_map, vectors))}
+        maps = {"original": upsample(self.similarity(embedding_map, vectors))}
         logits, coarse = _refine(self.refinement, resized, vectors)
         maps["original_finetuned"] = upsample(coarse)
         maps["refined"] = upsample(tf.sigmoid(logits))
@@ -222,7 +271,8 @@ class CompiledConceptMask:
 
 def predict_pairs(predict: Predictor, eval_set: EvalSet, splits: Sequence[str],
                   keys: Sequence[str], present: bool = True, absent: bool = False,
-                  batch_size: int = 16, progress: bool = True, desc: str = "evaluating"
+                  batch_size: int = 16, progress: bool = True, desc: str = "evaluating",
+                  with_truth: bool = False
                   ) -> Iterator[tuple[EvalImage, EvalPair, dict[str, np.ndarray]]]:
     """Runs a predictor over the pairs of `splits`, in batches, and yields each pair's outputs.
 
@@ -240,6 +290,8 @@ def predict_pairs(predict: Predictor, eval_set: EvalSet, splits: Sequence[str],
         batch_size: Most images per model call.
         progress: Show a tqdm bar on stderr (one step per image).
         desc: The bar's label.
+        with_truth: Give the predictor each concept's ground-truth mask ("truth_masks";
+            present pairs only).
 
     Yields:
         (image, pair, key -> the pair's output [...] without batch and concept axes).
@@ -252,7 +304,11 @@ def predict_pairs(predict: Predictor, eval_set: EvalSet, splits: Sequence[str],
         for batch in make_batches(sizes, concepts, batch_size):
             names, vectors = zip(*(eval_set.vectors_for(selected[i]) for i in batch))
             pixels = [eval_set.pixels(eval_set.images[i]) for i in batch]
-            outputs = run_batch(predict, pixels, vectors, keys)
+            truths = None
+            if with_truth:
+                truths = [_truth_masks(selected[i], image_names)
+                          for i, image_names in zip(batch, names)]
+            outputs = run_batch(predict, pixels, vectors, keys, truths)
             for i, image_names, image_outputs in zip(batch, names, outputs):
                 index = {name: k for k, name in enumerate(image_names)}
                 for pair in selected[i]:
@@ -260,3 +316,12 @@ def predict_pairs(predict: Predictor, eval_set: EvalSet, splits: Sequence[str],
                     yield eval_set.images[i], pair, {key: value[k]
                                                      for key, value in image_outputs.items()}
             bar.update(len(batch))
+
+
+def _truth_masks(pairs: Sequence[EvalPair], concepts: Sequence[str]) -> np.ndarray:
+    """float32 [K, H, W] ground-truth mask of each concept (from its first present pair)."""
+    masks = {}
+    for pair in pairs:
+        if pair.concept not in masks:
+            masks[pair.concept] = pair.truth()[0]
+    return np.stack([masks[c] for c in concepts]).astype(np.float32)

@@ -51,8 +51,8 @@ class SegmentationResult:
 def evaluate_segmentation(predict: Predictor, eval_set: EvalSet,
                           splits: Sequence[str] | None = None, presence: bool = False,
                           presence_predict: Predictor | None = None, batch_size: int = 16,
-                          progress: bool = True, desc: str = "segmentation"
-                          ) -> SegmentationResult:
+                          progress: bool = True, desc: str = "segmentation",
+                          with_truth: bool = False) -> SegmentationResult:
     """Scores a segmentation variant on each split.
 
     Args:
@@ -68,6 +68,8 @@ def evaluate_segmentation(predict: Predictor, eval_set: EvalSet,
         batch_size: Most images per model call.
         progress: Show a progress bar.
         desc: The progress bar's label.
+        with_truth: The predictor takes the ground-truth masks ("truth_masks",
+            `predictors.OracleAttention`).
 
     Returns:
         The metrics; splits without ground truth (or without pairs) get
@@ -80,7 +82,7 @@ def evaluate_segmentation(predict: Predictor, eval_set: EvalSet,
     keys = ("mask_probs", "presence") if presence else ("mask_probs",)
     for image, pair, outputs in predict_pairs(predict, eval_set, splits, keys,
                                               batch_size=batch_size, progress=progress,
-                                              desc=desc):
+                                              desc=desc, with_truth=with_truth):
         probs = outputs["mask_probs"]  # [H, W]
         truth, ignore = pair.truth()
         precision, recall, iou = metrics.binary_scores(probs, truth, ignore)

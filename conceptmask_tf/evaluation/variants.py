@@ -1,8 +1,9 @@
 """The trained networks of a work dir's models folder and the model variants built from them.
 
 Layout (DESIGN.md §4): `<models>/embedding`, `<models>/refinement`, `<models>/segmentation`
-(required) and the ablations `<models>/refinement_no_neg`, `<models>/segmentation_single_att`
-(optional: a missing one makes its report entries null). Each is a stage model dir
+(required), the ablations `<models>/refinement_no_neg`, `<models>/segmentation_single_att`
+and the baseline `<models>/saliency` (optional: a missing one makes its report entries
+null). Each is a stage model dir
 (`training.artifacts`), with its `config.json` when the training binaries wrote it.
 """
 
@@ -23,16 +24,19 @@ from conceptmask_tf.data.splits import read_splits
 from conceptmask_tf.evaluation.predictors import attention_sides
 from conceptmask_tf.models import ConceptMask, to_fully_convolutional
 from conceptmask_tf.training import artifacts
+from conceptmask_tf.training.concept_sets import held_out_concepts
 from conceptmask_tf.training.config import CONFIG_FILE
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_DIRS = {"embedding": "embedding", "refinement": "refinement",
                  "segmentation": "segmentation"}  # dir name -> stage
-OPTIONAL_DIRS = {"refinement_no_neg": "refinement", "segmentation_single_att": "segmentation"}
+OPTIONAL_DIRS = {"refinement_no_neg": "refinement", "segmentation_single_att": "segmentation",
+                 "saliency": "saliency"}
 # Which report entries each optional dir feeds.
 FEEDS = {"refinement_no_neg": ("attention.refined_noneg", "segmentation.no_neg"),
-         "segmentation_single_att": ("segmentation.single_att",)}
+         "segmentation_single_att": ("segmentation.single_att",),
+         "saliency": ("segmentation.saliency",)}
 SUPERVISED_LEVELS = ("strong", "weak_box")
 
 
@@ -48,6 +52,8 @@ class ModelVariants:
         image_size: S of `ConceptMask` (the segmentation network's input side).
         scales: Attention scales of the full model.
         single_att_scales: Attention scales of the single-attention model.
+        saliency_image_size: The side the saliency network was trained at (its
+            config.json); None: `image_size`.
     """
 
     models_dir: str
@@ -57,6 +63,7 @@ class ModelVariants:
     image_size: int
     scales: tuple[float, ...]
     single_att_scales: tuple[float, ...]
+    saliency_image_size: int | None = None
 
     def has(self, name: str) -> bool:
         return name in self.networks
@@ -144,8 +151,9 @@ def load_variants(models_dir: str, image_size: int | None = None) -> ModelVarian
     if "segmentation_single_att" in networks:
         single = _scales(configs["segmentation_single_att"],
                          networks["segmentation_single_att"], scales)
+    saliency_size = configs.get("saliency", {}).get("image_size")
     return ModelVariants(models_dir, networks, model_dirs, missing, int(image_size), scales,
-                         single)
+                         single, None if saliency_size is None else int(saliency_size))
 
 
 def _scales(config: dict[str, Any], network: Any, default: Sequence[float]
@@ -171,8 +179,9 @@ def supervised_concepts(variants: ModelVariants, data_root: str,
     """The box/mask-supervised concepts of the weak-concept rule (paper §4.4).
 
     The concepts stage 2 trained on (`target_concepts` in the refinement model's
-    config.json); failing that, the strong and weak_box concepts of splits.json. Only
-    concepts with a word vector are kept.
+    config.json); failing that, the strong and weak_box concepts of splits.json that
+    contain no zero-shot word (DESIGN.md §3: those are no training target). Only concepts
+    with a word vector are kept.
 
     Returns:
         (concepts, where they came from: "refinement target_concepts", "splits.json" or
@@ -185,6 +194,11 @@ def supervised_concepts(variants: ModelVariants, data_root: str,
         if os.path.exists(root.splits):
             levels = read_splits(root.splits)
             concepts = [c for level in SUPERVISED_LEVELS for c in levels[level]]
+            held_out = held_out_concepts(concepts, levels["zero_shot"])
+            if held_out:
+                logger.warning("not supervised, containing a zero-shot word: %s",
+                               ", ".join(sorted(held_out)))
+            concepts = [c for c in concepts if c not in held_out]
             source = "splits.json"
         else:
             concepts, source = [], "none"

@@ -11,9 +11,22 @@ network said. For each image:
    part) still ranks high.
 2. `binarize_attention`: B(alpha0_k) = 1 where the map, min-max normalised per map, is
    >= threshold (0.5 by default), i.e. the concept's relatively most attended region;
-   with min_max=False the threshold applies to the raw (cosine) value.
+   with min_max=False ("raw", `--matching_binarize=raw`) the threshold applies to the
+   raw (cosine) value.
 3. `MatchingLoss`: c * sum over the N concepts of the pixel-mean sigmoid cross-entropy
    between the refined logits alpha_k and B(alpha0_k).
+
+Binarisation: the paper only says the original maps are "binarized with a threshold".
+Min-max (the default, and what the world preset was tuned with) thresholds each map
+relative to its own range: the coarse maps are cosines whose level differs between
+concepts and images (stage 1 fits only the direction of the embedding, and word vectors
+of rare and frequent concepts differ), so one raw threshold fits some concepts' maps and
+leaves others all 0 or all 1, while the min-max target keeps every map's shape. Its cost:
+every top-N concept gets a positive region, absent ones included (a constant map is the
+only all-0 target). "raw" is the literal reading: a pixel is positive where the raw
+cosine is >= the threshold, so a concept whose map stays below it everywhere gets an
+all-0 target (it is taught as absent). With "raw", choose the threshold on the cosine
+scale of the stage-1 maps.
 
 Scale: the paper's c = 1e-6 with N = 800 goes with its (unstated) loss normalisation.
 Here each term is a pixel mean (like `BoxLoss`), so with c = 1e-6 the matching term

@@ -17,13 +17,22 @@ class SpatialDiscriminationLoss(keras.losses.Loss):
 
     Per sample, over its valid box concepts i (slots k) and the candidate concepts j:
 
-        L = 1 / n_valid * sum_i sum_j gamma_ij * sum_p G_i(p) (1 - P_j(p)) xent(0, a_j(p)) / m^2
+        L = 1 / n_valid * sum_i [ sum_j gamma_ij * S_ij ] / sum_j gamma_ij
+        S_ij = sum_p G_i(p) (1 - P_j(p)) xent(0, a_j(p)) / m^2
 
     G_i is i's box mask, a_j the refined logits of j, m^2 the pixels per map (the same
     per-pixel weight as `BoxLoss`), P_j the image's own box mask of j if j is also one
     of its box concepts (boxes are coarse: where j has a box, the box loss decides), and
-    gamma from eq. 4 (`conceptmask_tf.concepts.overlap.gamma_from_overlap`). A sample
-    without a valid concept scores 0.
+    gamma from `conceptmask_tf.concepts.overlap.gamma_from_overlap`. A sample without a
+    valid concept scores 0.
+
+    Normalisation (not in the paper, which gives no formula for this loss): each box
+    concept's sum over its negatives j is a gamma-weighted mean, divided by
+    sum_j gamma_ij (a concept without a negative contributes 0). Without it the loss,
+    and so the meaning of `weight`, grew with the number of negatives of a concept (a
+    few hundred at the paper's 750 concepts). With it, weight 1 means "the negatives
+    of a box concept weigh like that concept's own box loss" (`BoxLoss` is likewise a
+    per-pixel mean per concept, averaged over the valid concepts).
 
     gamma comes as the [C, C] matrix of `OverlapMatrix` with the vocabulary row of each
     of its concepts (`OverlapMatrix.vocab_index`, -1 = not in the vocabulary, dropped),
@@ -71,8 +80,13 @@ class SpatialDiscriminationLoss(keras.losses.Loss):
         known_gamma = gamma[np.ix_(known, known)]  # [C', C']
         candidates = np.flatnonzero((known_gamma > 0).any(axis=0))  # columns j
         self.candidate_ids = rows[known][candidates].astype(np.int32)  # [J]
-        # Row of gamma restricted to the candidates, per vocabulary id; -1 for none.
-        self._gamma_rows = known_gamma[:, candidates]  # [C', J]
+        # Row of gamma restricted to the candidates, per vocabulary id; -1 for none. Each
+        # row is divided by its sum over j (a gamma-weighted mean over i's negatives; the
+        # other columns of the row are 0, so the sum is over all of i's negatives).
+        gamma_rows = known_gamma[:, candidates]  # [C', J]
+        totals = gamma_rows.sum(axis=1, keepdims=True)
+        self._gamma_rows = np.divide(gamma_rows, totals, out=np.zeros_like(gamma_rows),
+                                     where=totals > 0).astype(np.float32)
         self._row_of_vocab = np.full(self.vocabulary_size, -1, dtype=np.int32)
         self._row_of_vocab[rows[known]] = np.arange(len(known), dtype=np.int32)
 

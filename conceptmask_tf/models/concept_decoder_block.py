@@ -26,7 +26,8 @@ class ConceptDecoderBlock(keras.layers.Layer):
 
     Call args:
         image_features: float32 [B, H, W, C] encoder features at this level.
-        attention: float32 [B, K, H, W, A] attention maps (A scales) at this level.
+        attention: float32 [B, K, H, W, A] attention maps (A scales) at this level, or
+            None: no attention input, K = 1 (the concept-blind saliency baseline).
         previous: float32 [B, K, h, w, F'] output of the coarser block, or None.
 
     Returns:
@@ -46,10 +47,11 @@ class ConceptDecoderBlock(keras.layers.Layer):
                                         name="conv")
         self.conv_norm = keras.layers.BatchNormalization(name="conv_bn")
 
-    def build(self, image_features_shape: tuple, attention_shape: tuple,
+    def build(self, image_features_shape: tuple, attention_shape: tuple | None = None,
               previous_shape: tuple | None = None) -> None:
         self.image_projection.build(image_features_shape)
-        self.attention_projection.build(attention_shape)
+        if attention_shape is not None:
+            self.attention_projection.build(attention_shape)
         if previous_shape is not None:
             self.previous_projection.build(previous_shape)
         folded = (None, *image_features_shape[1:3], self.filters)
@@ -57,11 +59,13 @@ class ConceptDecoderBlock(keras.layers.Layer):
         self.conv.build(folded)
         self.conv_norm.build(folded)
 
-    def call(self, image_features, attention, previous=None):
-        num_concepts = tf.shape(attention)[1]
+    def call(self, image_features, attention=None, previous=None):
         # expand_dims, not [:, None]: a new-axis slice needs Flex ops in TFLite.
-        x = (tf.expand_dims(self.image_projection(image_features), 1)  # [B, 1, H, W, F]
-             + self.attention_projection(attention))  # [B, K, H, W, F]
+        x = tf.expand_dims(self.image_projection(image_features), 1)  # [B, 1, H, W, F]
+        num_concepts = 1
+        if attention is not None:
+            num_concepts = tf.shape(attention)[1]
+            x = x + self.attention_projection(attention)  # [B, K, H, W, F]
         if previous is not None:
             # P_prev up(y) = up(P_prev y): both are linear (no bias), so project first and
             # upsample F channels instead of F' (the per-concept resize is the costliest
@@ -73,8 +77,11 @@ class ConceptDecoderBlock(keras.layers.Layer):
         x = tf.nn.relu(self.conv_norm(self.conv(x)))
         return unfold_concepts(x, num_concepts)
 
-    def compute_output_shape(self, image_features_shape: tuple, attention_shape: tuple,
+    def compute_output_shape(self, image_features_shape: tuple,
+                             attention_shape: tuple | None = None,
                              previous_shape: tuple | None = None) -> tuple:
+        if attention_shape is None:
+            return (image_features_shape[0], 1, *image_features_shape[1:3], self.filters)
         return (*attention_shape[:4], self.filters)
 
     def get_config(self) -> dict[str, Any]:

@@ -32,9 +32,14 @@ class SegmentationModel(keras.Model):
     decoder passes, not K full passes. The paper defers its architecture to its
     supplementary material; this one is ours.
 
+    With `num_attention_maps=0` the network has no attention input: it predicts one
+    concept-blind foreground mask per image (K = 1), the `saliency` baseline of the
+    evaluation (the paper's zero-shot comparison), with the same encoder and decoder.
+
     Args:
         num_attention_maps: Attention scales A per concept (2 in the paper: maps from
-            inputs at 300 and 700 px); 1 is the `single_att` ablation.
+            inputs at 300 and 700 px); 1 is the `single_att` ablation; 0 the saliency
+            baseline.
         encoder_widths: Channels of the four encoder stages.
         decoder_widths: Channels of the decoder blocks at strides 16, 4, 2.
         **kwargs: keras.Model arguments (name, trainable).
@@ -42,7 +47,8 @@ class SegmentationModel(keras.Model):
     Inputs: {"image": float32 [B, S, S, 3] in [0, 255] (any S; a multiple of 16 aligns levels),
              "attention_0" ... "attention_{A-1}": float32 [B, K, h_a, w_a] attention
              maps (any sizes, e.g. S / stride and 2 S / stride)}.
-    Outputs: {"logits": float32 [B, K, S, S], "masks": float32 [B, K, S, S] sigmoid}.
+    Outputs: {"logits": float32 [B, K, S, S], "masks": float32 [B, K, S, S] sigmoid}
+             (K = 1 without attention inputs).
     """
 
     def __init__(self, num_attention_maps: int = 2,
@@ -50,8 +56,8 @@ class SegmentationModel(keras.Model):
                  decoder_widths: Sequence[int] = (64, 32, 16), **kwargs: Any) -> None:
         encoder_widths = tuple(int(w) for w in encoder_widths)
         decoder_widths = tuple(int(w) for w in decoder_widths)
-        if num_attention_maps < 1 or len(encoder_widths) != 4 or len(decoder_widths) != 3:
-            raise ValueError("need num_attention_maps >= 1, 4 encoder and 3 decoder widths")
+        if num_attention_maps < 0 or len(encoder_widths) != 4 or len(decoder_widths) != 3:
+            raise ValueError("need num_attention_maps >= 0, 4 encoder and 3 decoder widths")
         image = keras.Input(shape=(None, None, 3), name="image")
         maps = {f"attention_{a}": keras.Input(shape=(None, None, None), name=f"attention_{a}")
                 for a in range(num_attention_maps)}
@@ -70,8 +76,10 @@ class SegmentationModel(keras.Model):
         resize = ResizeMaps(name="resize_attention")
         y = None
         for level, width in zip((3, 1, 0), decoder_widths):
-            level_maps = [resize(m, features[level]) for m in normalized]
-            attention = ops.stack(level_maps, axis=-1)  # [B, K, H_l, W_l, A]
+            attention = None  # the saliency network: K = 1, no attention
+            if normalized:
+                level_maps = [resize(m, features[level]) for m in normalized]
+                attention = ops.stack(level_maps, axis=-1)  # [B, K, H_l, W_l, A]
             block = ConceptDecoderBlock(width, name=f"decoder{level}")
             y = block(features[level], attention, y)
         logits = keras.layers.Dense(1, name="logit")(y)  # [B, K, S/2, S/2, 1]

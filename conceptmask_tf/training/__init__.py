@@ -6,10 +6,13 @@
     result = embedding.train(EmbeddingConfig(data_root=..., concepts_dir=..., model_dir=...))
 
 Modules:
-    config: `EmbeddingConfig`, `RefinementConfig`, `SegmentationConfig`; config.json I/O.
+    config: `EmbeddingConfig`, `RefinementConfig`, `SegmentationConfig`,
+        `SaliencyConfig`; config.json I/O.
     embedding / refinement / segmentation: each stage's `train(config) -> TrainResult`
         (stages 2 and 3 also their `RefinementTrainer` / `SegmentationTrainer`, the
         `compute_loss` wrappers `fit` runs).
+    saliency: the saliency baseline's `train` (a concept-blind foreground network of the
+        stage-3 architecture; the evaluation's `saliency` row).
     artifacts: model-dir layout and `load_stage_model` for later stages and tools.
     concept_sets: targets per stage (zero-shot concepts never are one).
     runner, strategy, callbacks, summary_images: what the stages share (runtime, fit,
@@ -22,10 +25,11 @@ This package imports no TensorFlow until a stage module is imported.
 from conceptmask_tf.training.config import (
                                             EmbeddingConfig,
                                             RefinementConfig,
+                                            SaliencyConfig,
                                             SegmentationConfig,
                                             TrainingConfig,
                                             load_config,
 )
 
-__all__ = ["EmbeddingConfig", "RefinementConfig", "SegmentationConfig", "TrainingConfig",
-           "load_config"]
+__all__ = ["EmbeddingConfig", "RefinementConfig", "SaliencyConfig", "SegmentationConfig",
+           "TrainingConfig", "load_config"]

@@ -14,10 +14,11 @@ import keras
 import conceptmask_tf.models  # noqa: F401  (registers the custom layers for loading)
 
 MODEL_FILES = {"embedding": "embedding.keras", "refinement": "refinement.keras",
-               "segmentation": "segmentation.keras"}
+               "segmentation": "segmentation.keras", "saliency": "saliency.keras"}
 _PRODUCER = {"embedding": "conceptmask-train-embedding",
              "refinement": "conceptmask-train-refinement",
-             "segmentation": "conceptmask-train-segmentation"}
+             "segmentation": "conceptmask-train-segmentation",
+             "saliency": "conceptmask-train-saliency"}
 
 
 def model_path(model_dir: str, stage: str) -> str:

@@ -9,6 +9,8 @@
 
 `calibrate_presence` and `choose_weak_theta` are pure numpy; `calibrate_model` runs a
 ConceptMask model over the data root's `val/<split>.json` files and sets both values on it.
+Pairs of a zero-shot concept, or of one containing a zero-shot word (DESIGN.md §3), choose
+neither value.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from conceptmask_tf.data.images import load_image
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.splits import read_split_ground_truth
 from conceptmask_tf.data.types import MaskedImage
+from conceptmask_tf.training.concept_sets import load_training_concepts
 
 logger = logging.getLogger(__name__)
 
@@ -202,10 +205,14 @@ def _iou(probs: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None) -> flo
 
 
 class _SplitPass:
-    """Per-image concept batches of one val split and the model's outputs on them."""
+    """Per-image concept batches of one val split and the model's outputs on them.
+
+    Concepts of `excluded` (zero-shot, or containing a zero-shot word) are left out of the
+    batches and counted in `held_out`; so are concepts without a word vector, in `unknown`.
+    """
 
     def __init__(self, data_root: str, split: str, embeddings: ConceptEmbeddings,
-                 max_images: int | None) -> None:
+                 max_images: int | None, excluded: frozenset[str] = frozenset()) -> None:
         self.split = split
         self.images: list[MaskedImage] = read_split_ground_truth(DataRoot(data_root), split,
                                                                  which="val")
@@ -213,7 +220,9 @@ class _SplitPass:
             self.images = self.images[:max_images]
         self.data_root = data_root
         self.embeddings = embeddings
+        self.excluded = excluded
         self.unknown: collections.Counter[str] = collections.Counter()
+        self.held_out: collections.Counter[str] = collections.Counter()
 
     def batches(self):
         """Yields (image, masked image, concepts, is_present, vectors [1, K, D])."""
@@ -231,6 +240,9 @@ class _SplitPass:
             yield image, item, concepts, np.asarray(present), vectors
 
     def _known(self, concept: str) -> bool:
+        if concept in self.excluded:
+            self.held_out[concept] += 1
+            return False
         if concept in self.embeddings:  # a vocabulary concept or a phrase of known words
             return True
         self.unknown[concept] += 1
@@ -283,8 +295,10 @@ def calibrate_model(model: Any, data_root: str, concepts_dir: str,
 
     Each validation image is one batch: all its present concepts (those with a mask) and its
     verified-absent concepts (`neg_concept_ids`), as word vectors; concepts without a word
-    vector are skipped and counted. Present vs verified-absent similarities of all splits
-    calibrate presence (`calibrate_presence`). If "weak_image" is among `splits` and the
+    vector are skipped and counted, and so are the concepts that are no training target by
+    the data root's splits.json (zero-shot, or containing a zero-shot word:
+    `TrainingConcepts.excluded`), so they choose neither theta nor the threshold. Present
+    vs verified-absent similarities of all splits calibrate presence (`calibrate_presence`). If "weak_image" is among `splits` and the
     model has supervised vectors, every theta is tried on the weak_image images and the one
     with the best mean IoU is kept (`choose_weak_theta`); the other splits then run once with
     it. Masks are binarised at 0.5; IoU is per (image, concept), averaged per concept, then
@@ -305,14 +319,18 @@ def calibrate_model(model: Any, data_root: str, concepts_dir: str,
         {theta: weak_image mean IoU} (empty when not searched), "split_iou": {split: {"iou",
         "concepts", "images", "prob_inside", "prob_outside"}} at the chosen theta (the
         last two: mean mask probability on and off the ground truth, a diagnostic of
-        masks that separate but stay under 0.5), "unknown_concepts": {concept: count}}.
+        masks that separate but stay under 0.5), "unknown_concepts": {concept: count},
+        "held_out_concepts": {concept: count} (pairs skipped as zero-shot or containing a
+        zero-shot word)}.
 
     Raises:
         FileNotFoundError: A val/<split>.json file is missing.
         ValueError: No present or no verified-absent pair in the validation images.
     """
-    embeddings = ConceptEmbeddings.load(concepts_dir)
-    passes = {split: _SplitPass(data_root, split, embeddings, max_images) for split in splits}
+    concepts = load_training_concepts(data_root, concepts_dir)
+    passes = {split: _SplitPass(data_root, split, concepts.embeddings, max_images,
+                                concepts.excluded)
+              for split in splits}
     positives: list[float] = []
     negatives: list[float] = []
     split_iou: dict[str, dict[str, Any]] = {}
@@ -339,15 +357,22 @@ def calibrate_model(model: Any, data_root: str, concepts_dir: str,
     model.presence_score.set_calibration(threshold, scale)
     metrics = presence_metrics(positives, negatives, threshold)
     unknown = collections.Counter()
+    held_out = collections.Counter()
     for split_pass in passes.values():
         unknown.update(split_pass.unknown)
+        held_out.update(split_pass.held_out)
     if unknown:
         logger.warning("calibration skipped %d concepts without a word vector: %s",
                        len(unknown), ", ".join(sorted(unknown)[:10]))
+    if held_out:
+        logger.warning("calibration skipped %d pairs of %d zero-shot concepts or concepts "
+                       "containing a zero-shot word: %s", sum(held_out.values()),
+                       len(held_out), ", ".join(sorted(held_out)[:10]))
     return {"threshold": threshold, "scale": scale, "theta": theta,
             "presence": {"positives": len(positives), "negatives": len(negatives),
                          "balanced_accuracy": metrics["balanced_accuracy"],
                          "mcc": float(metrics["mcc"]),
                          "min_similarity": float(min(positives + negatives)),
                          "max_similarity": float(max(positives + negatives))},
-            "theta_iou": theta_iou, "split_iou": split_iou, "unknown_concepts": dict(unknown)}
+            "theta_iou": theta_iou, "split_iou": split_iou, "unknown_concepts": dict(unknown),
+            "held_out_concepts": dict(held_out)}

@@ -18,6 +18,9 @@ CONFIG_FILE = "config.json"
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("adam", "sgd")
 BACKBONE_CHOICES = ("resnet50", "mobilenet_v3_small", "small_convnet")
+MATCHING_BINARIZE = ("min_max", "raw")
+GAMMA_RULE_CHOICES = ("symmetric", "paper")  # conceptmask_tf.concepts.overlap.GAMMA_RULES
+SIMILARITY_CHOICES = ("cosine", "dot")  # conceptmask_tf.models SIMILARITIES
 
 
 def _field(default: Any = dataclasses.MISSING, help: str = "", **metadata: Any) -> Any:
@@ -144,11 +147,32 @@ class RefinementConfig(TrainingConfig):
                                       "original activation (0 disables it).")
     matching_weight: float = _field(1e-6, "c, the matching loss weight (see "
                                           "conceptmask_tf.losses.matching_loss on its scale).")
-    matching_threshold: float = _field(0.5, "Threshold binarising the min-max normalised "
-                                            "original attention maps for the matching loss.")
+    matching_threshold: float = _field(0.5, "Threshold binarising the original attention "
+                                            "maps for the matching loss (on the min-max "
+                                            "normalised or the raw map, see "
+                                            "--matching_binarize).")
+    matching_binarize: str = _field("min_max", "Matching targets: threshold each original "
+                                               "map after min-max normalisation (min_max: "
+                                               "every top-N concept gets a positive region) "
+                                               "or its raw cosine (raw: the paper's literal "
+                                               "reading; a map below the threshold gives an "
+                                               "all-0 target). See "
+                                               "conceptmask_tf.losses.matching_loss.",
+                                    choices=MATCHING_BINARIZE)
     no_neg: bool = _field(False, "Disable the spatial discrimination loss (the paper's "
                                  "Refined-noNeg ablation).")
-    spatial_weight: float = _field(1.0, "Weight of the spatial discrimination loss.")
+    spatial_weight: float = _field(1.0, "Weight of the spatial discrimination loss (each box "
+                                        "concept's negatives are a gamma-weighted mean, so "
+                                        "1 weighs them like one concept's box loss).")
+    gamma_rule: str = _field("symmetric", "Spatial-discrimination weights from the overlap "
+                                          "ratio O: symmetric (no constraint between "
+                                          "concepts overlapping in either direction, e.g. a "
+                                          "part and its whole) or paper (eq. 4 as printed). "
+                                          "See conceptmask_tf.concepts.overlap.",
+                             choices=GAMMA_RULE_CHOICES)
+    similarity: str = _field("cosine", "Coarse attention maps: cosine (default) or dot "
+                                       "(eq. 1 as written) between word vector and "
+                                       "per-location embedding.", choices=SIMILARITY_CHOICES)
     min_box_examples: int = _field(1, "Drop box concepts with fewer images (OIVG-750 filter).")
 
     stage: typing.ClassVar[str] = "refinement"
@@ -214,8 +238,35 @@ class SegmentationConfig(TrainingConfig):
         return problems
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SaliencyConfig(TrainingConfig):
+    """The saliency baseline (paper §5.3-§5.4): a concept-blind foreground network.
+
+    The stage-3 encoder-decoder without attention input, trained on the stage-3 training
+    images to predict the union of the masks of all their mask concepts.
+    """
+
+    encoder_widths: tuple[int, ...] = _field((32, 64, 96, 128), "Channels of the four "
+                                                                "encoder stages.")
+    decoder_widths: tuple[int, ...] = _field((64, 32, 16), "Channels of the three decoder "
+                                                           "blocks.")
+    positive_weight: float = _field(1.0, "Weight of mask pixels in the mask loss (see "
+                                         "MaskLoss; 1 = plain cross-entropy).")
+
+    stage: typing.ClassVar[str] = "saliency"
+
+    def _stage_problems(self) -> list[str]:
+        problems = []
+        if len(self.encoder_widths) != 4 or len(self.decoder_widths) != 3:
+            problems.append("need 4 encoder_widths and 3 decoder_widths")
+        if self.positive_weight <= 0:
+            problems.append(f"positive_weight must be > 0, got {self.positive_weight}")
+        return problems
+
+
 CONFIG_CLASSES: dict[str, type[TrainingConfig]] = {
-    cls.stage: cls for cls in (EmbeddingConfig, RefinementConfig, SegmentationConfig)}
+    cls.stage: cls
+    for cls in (EmbeddingConfig, RefinementConfig, SegmentationConfig, SaliencyConfig)}
 
 
 def _check_choices(config: TrainingConfig) -> list[str]:

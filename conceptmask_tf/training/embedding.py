@@ -1,7 +1,8 @@
 """Stage 1 training (paper §4.1): the embedding network on image-level tags.
 
 image -> `EmbeddingModel` -> e, cosine loss to the image's soft-topic vector t (idf-weighted
-sum of its tags' word vectors, zero-shot tags left out). Plain `compile` + `fit`.
+sum of its tags' word vectors, zero-shot tags and tags containing a zero-shot word left
+out). Plain `compile` + `fit`.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def train(config: EmbeddingConfig,
             facts={"num_examples": len(paths),
                    "vocabulary_size": len(concepts.embeddings.vocabulary),
                    "embedding_dim": concepts.embeddings.dim,
-                   "zero_shot_excluded": sorted(concepts.zero_shot)},
+                   **concepts.exclusion_facts()},
             skips=skips, callbacks=callbacks)
 
 
@@ -102,7 +103,8 @@ def tag_targets(config: EmbeddingConfig, concepts: TrainingConcepts, skips: Skip
     corpus = read_tag_corpus(tags_path, skips, with_images=True)
     paths, targets = soft_topic_targets(corpus, concepts, skips)
     if not paths:
-        raise DataError("no image has a tag in concepts.tsv that is not zero-shot", tags_path)
+        raise DataError("no image has a tag in concepts.tsv that is a training target "
+                        "(not zero-shot and containing no zero-shot word)", tags_path)
     return paths, targets
 
 
@@ -121,6 +123,7 @@ def render_coarse_attention(model: EmbeddingModel, examples: SummaryExamples,
 
 
 def _non_zero_shot_index(concepts: TrainingConcepts) -> dict[str, int]:
+    excluded = concepts.excluded
     return {c: i for c, i in concepts.embeddings.vocabulary.index_of.items()
-            if c not in concepts.zero_shot}
+            if c not in excluded}
 

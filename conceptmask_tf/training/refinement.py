@@ -22,7 +22,7 @@ import tensorflow as tf
 from keras import ops
 
 from conceptmask_tf.concepts.build import OVERLAP_FILE
-from conceptmask_tf.concepts.overlap import OverlapMatrix
+from conceptmask_tf.concepts.overlap import OverlapMatrix, gamma_from_overlap
 from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.pipelines import num_refinement_examples, refinement_dataset
@@ -43,7 +43,7 @@ from conceptmask_tf.training.concept_sets import (
     TrainingConcepts,
     load_training_concepts,
 )
-from conceptmask_tf.training.config import RefinementConfig
+from conceptmask_tf.training.config import MATCHING_BINARIZE, RefinementConfig
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -67,8 +67,12 @@ class RefinementTrainer(keras.Model):
         matching_top_n: N (0 disables the matching loss).
         matching_weight: c.
         matching_threshold: Binarisation threshold of the original maps.
+        matching_binarize: "min_max" (threshold each map after min-max normalisation)
+            or "raw" (threshold the raw cosine map); see
+            `conceptmask_tf.losses.matching_loss`.
         spatial_loss: The spatial discrimination loss, or None (no_neg).
-        excluded_ids: Vocabulary rows never used as matching concepts (zero-shot).
+        excluded_ids: Vocabulary rows never used as matching concepts (zero-shot, and
+            concepts containing a zero-shot word).
         **kwargs: keras.Model arguments.
 
     Inputs: the stage-2 pipeline's features {"image": [B, S, S, 3], "concept_ids": [B, K]}.
@@ -81,10 +85,14 @@ class RefinementTrainer(keras.Model):
     def __init__(self, refinement: RefinementModel, original: FullyConvolutionalEmbedding,
                  word_vectors: np.ndarray, *, matching_top_n: int, matching_weight: float,
                  matching_threshold: float, spatial_loss: SpatialDiscriminationLoss | None,
-                 excluded_ids: Sequence[int] = (), **kwargs: Any) -> None:
+                 matching_binarize: str = "min_max", excluded_ids: Sequence[int] = (),
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if refinement.concept_input != "ids":
             raise ValueError("the refinement network must take concept ids")
+        if matching_binarize not in MATCHING_BINARIZE:
+            raise ValueError(f"matching_binarize must be one of {MATCHING_BINARIZE}, "
+                             f"got {matching_binarize!r}")
         self.refinement = refinement
         self.original = original
         self.original.trainable = False
@@ -99,6 +107,7 @@ class RefinementTrainer(keras.Model):
                                                             dtype=np.int32)
         self.matching_top_n = min(int(matching_top_n), len(self._matching_rows))
         self.matching_threshold = float(matching_threshold)
+        self.matching_binarize = matching_binarize
         self.original_vocabulary = None
         if self.matching_top_n > 0:
             self.original_vocabulary = VocabularyAttention(
@@ -140,7 +149,8 @@ class RefinementTrainer(keras.Model):
             positions = tf.where(box_ids >= 0,
                                  tf.gather(self._row_position, tf.maximum(box_ids, 0)), -1)
             matching = matching_targets(original_maps, positions, self.matching_top_n,
-                                        self.matching_threshold)
+                                        self.matching_threshold,
+                                        min_max=self.matching_binarize == "min_max")
             ids = tf.gather(self._matching_rows, matching["concept_ids"])  # [B, N] rows
             groups.append(ids)
             outputs.update(matching_ids=ids, matching_masks=matching["matching_masks"],
@@ -180,9 +190,10 @@ def train(config: RefinementConfig,
           strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
     """Trains stage 2 from a stage-1 model dir; writes `<model_dir>/refinement.keras`.
 
-    Targets: box concepts of the strong and weak_box levels (zero-shot never); matching
-    concepts: any vocabulary concept but the zero-shot ones; spatial discrimination: the
-    overlap matrix's concepts (concepts_dir/overlap.npz), zero-shot dropped.
+    Targets: box concepts of the strong and weak_box levels; matching concepts: any
+    vocabulary concept; spatial discrimination: the overlap matrix's concepts
+    (concepts_dir/overlap.npz). Never a zero-shot concept nor one containing a zero-shot
+    word (`TrainingConcepts.excluded`), in any of the three.
 
     Args:
         config: The stage-2 configuration.
@@ -229,7 +240,7 @@ def train(config: RefinementConfig,
                    "target_concepts": sorted(index),
                    "matching_concepts": trainer.matching_top_n,
                    "spatial_candidates": 0 if spatial is None else len(spatial.candidate_ids),
-                   "zero_shot_excluded": sorted(concepts.zero_shot)},
+                   **concepts.exclusion_facts()},
             skips=skips, callbacks=callbacks)
 
 
@@ -246,7 +257,8 @@ def box_targets(config: RefinementConfig, concepts: TrainingConcepts, skips: Ski
                                   skips)
     if not index:
         raise DataError("no box concept is a stage-2 target (in concepts.tsv, at level "
-                        f"{' or '.join(BOX_LEVELS)} of splits.json, not zero-shot)",
+                        f"{' or '.join(BOX_LEVELS)} of splits.json, not zero-shot and "
+                        "containing no zero-shot word)",
                         path=config.data_root)
     return boxed, index
 
@@ -266,27 +278,39 @@ def build_trainer(config: RefinementConfig, concepts: TrainingConcepts) -> Refin
     vectors = concepts.embeddings.vectors
     spatial = None
     if not config.no_neg:
-        gamma, rows = spatial_gamma(config.concepts_dir, concepts)
+        gamma, rows = spatial_gamma(config.concepts_dir, concepts, config.gamma_rule)
         spatial = SpatialDiscriminationLoss(gamma, rows, len(vectors),
                                             weight=config.spatial_weight)
     refinement = RefinementModel(to_fully_convolutional(stage1), len(vectors), vectors,
-                                 config.hidden_dim)
+                                 config.hidden_dim, similarity=config.similarity)
     return RefinementTrainer(
         refinement, to_fully_convolutional(stage1, name="original"), vectors,
         matching_top_n=config.matching_top_n, matching_weight=config.matching_weight,
         matching_threshold=config.matching_threshold, spatial_loss=spatial,
-        excluded_ids=concepts.zero_shot_rows(), name="refinement_trainer")
+        matching_binarize=config.matching_binarize,
+        excluded_ids=concepts.excluded_rows(), name="refinement_trainer")
 
 
-def spatial_gamma(concepts_dir: str, concepts: TrainingConcepts
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """gamma [C, C] of concepts_dir/overlap.npz and each row's vocabulary row (-1 = unused).
+def spatial_gamma(concepts_dir: str, concepts: TrainingConcepts,
+                  gamma_rule: str = "symmetric") -> tuple[np.ndarray, np.ndarray]:
+    """gamma [C, C] from the O of concepts_dir/overlap.npz, and each row's vocabulary row
+    (-1 = unused).
 
-    Rows are matched to the vocabulary by name; zero-shot concepts get -1, so they are
-    never a spatial-discrimination concept.
+    gamma is recomputed from the stored O with `gamma_rule`, not read from the file (whose
+    gamma uses the default rule, or eq. 4 in files written before the rules existed).
+
+    Rows are matched to the vocabulary by name; excluded concepts (zero-shot, or
+    containing a zero-shot word) get -1, so they are never a spatial-discrimination
+    concept.
+
+    Args:
+        concepts_dir: Folder with overlap.npz.
+        concepts: The training concepts (vocabulary and excluded concepts).
+        gamma_rule: "symmetric" or "paper" (see `conceptmask_tf.concepts.overlap`).
 
     Raises:
         FileNotFoundError: overlap.npz is missing.
+        ValueError: An unknown gamma_rule.
     """
     path = os.path.join(concepts_dir, OVERLAP_FILE)
     if not os.path.exists(path):
@@ -295,9 +319,10 @@ def spatial_gamma(concepts_dir: str, concepts: TrainingConcepts
                                 "with --no_neg")
     overlap = OverlapMatrix.load(path)
     index_of = concepts.embeddings.vocabulary.index_of
-    rows = np.array([-1 if c in concepts.zero_shot else index_of.get(c, -1)
+    excluded = concepts.excluded
+    rows = np.array([-1 if c in excluded else index_of.get(c, -1)
                      for c in overlap.concepts], np.int64)
-    return overlap.gamma, rows
+    return gamma_from_overlap(overlap.overlap, gamma_rule=gamma_rule), rows
 
 
 def render_refined_attention(refinement: RefinementModel,

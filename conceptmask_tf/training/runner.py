@@ -20,6 +20,7 @@ from conceptmask_tf.data.pipelines import segmentation as segmentation_pipeline
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.training import callbacks as callbacks_lib
+from conceptmask_tf.training.concept_sets import HELD_OUT_FACT
 from conceptmask_tf.training.config import CONFIG_FILE, TrainingConfig, save_config
 from conceptmask_tf.training.strategy import (
     create_strategy,
@@ -77,6 +78,7 @@ class TrainResult:
         history: Per-epoch logs of this run (a resumed run has only its own epochs).
         model_path: The final .keras file.
         skips: Records dropped while reading the data.
+        facts: The stage's facts written to config.json's "runtime" section.
     """
 
     config: TrainingConfig
@@ -85,6 +87,7 @@ class TrainResult:
     history: dict[str, list[float]]
     model_path: str
     skips: SkipCounter
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def steps(self) -> int:
@@ -102,6 +105,11 @@ class TrainResult:
                   f"(batch {self.config.batch_size}); {self.steps} optimizer steps in all"),
                  "  last epoch: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()),
                  f"  TensorBoard: tensorboard --logdir {logs}"]
+        held_out = self.facts.get(HELD_OUT_FACT)
+        if held_out:
+            more = f", ... ({HELD_OUT_FACT} in config.json)" if len(held_out) > 10 else ""
+            lines.append(f"  not trained: {len(held_out)} concepts containing a zero-shot "
+                         f"word: {', '.join(held_out[:10])}{more}")
         report = self.skips.report()
         if report:
             lines.append(report)
@@ -254,7 +262,8 @@ def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: Trainin
         num_examples: Training examples before the image file checks (for
             `check_bad_fraction`).
         pictures: TensorBoard pictures drawn each epoch (None: no pictures).
-        facts: Extra "runtime" facts for config.json.
+        facts: Extra "runtime" facts for config.json (also kept in the result; a
+            non-empty `HELD_OUT_FACT` is named in its summary).
         skips: Records dropped while reading the data.
         callbacks: Extra callbacks (run last).
 
@@ -263,10 +272,11 @@ def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: Trainin
         ValueError: model_dir holds a backup of a run with other step accounting.
     """
     skips = skips if skips is not None else SkipCounter()
+    facts = dict(facts or {})
     check_bad_fraction(skips, num_examples, config.max_bad_fraction)
     skips.log(logger)
     check_resume(config)
-    save_config(config, config.model_dir, {**runtime.facts(), **(facts or {}),
+    save_config(config, config.model_dir, {**runtime.facts(), **facts,
                                            "skipped_records": skips.as_dict()})
     model_dir = config.model_dir
     standard = [callbacks_lib.SyncReplicaStatistics(),
@@ -295,4 +305,4 @@ def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: Trainin
     with callbacks_lib.replacing(model_path) as temporary:
         stage_model.save(temporary)
     return TrainResult(config, stage_model, trainer, dict(history.history), model_path,
-                       skips)
+                       skips, facts)

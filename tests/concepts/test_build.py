@@ -10,7 +10,7 @@ import pytest
 
 from conceptmask_tf.concepts import build
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
-from conceptmask_tf.concepts.overlap import OverlapMatrix
+from conceptmask_tf.concepts.overlap import SOURCE_MASKS, OverlapMatrix, gamma_from_overlap
 from conceptmask_tf.data import coco
 
 TAG_LINES = [
@@ -59,7 +59,12 @@ def _check_outputs(out_dir):
     np.testing.assert_array_equal(result.vocab_index, [0, 1])  # rows of concepts.tsv
     # O(face, person) = 2 * 256 / (2 * 256) = 1; O(person, face) = 512 / 4096 = 0.125.
     np.testing.assert_allclose(result.overlap, [[1, 0.125], [1, 1]])
-    np.testing.assert_allclose(result.gamma, [[0, 0.875], [0, 0]])
+    # gamma (symmetric rule) is 0 both ways: the face lies inside the person, so they are
+    # never negatives of each other (eq. 4 as printed gives gamma(person, face) = 0.875).
+    np.testing.assert_allclose(result.gamma, [[0, 0], [0, 0]])
+    np.testing.assert_allclose(gamma_from_overlap(result.overlap, gamma_rule="paper"),
+                               [[0, 0.875], [0, 0]])
+    np.testing.assert_array_equal(result.source, np.full((2, 2), SOURCE_MASKS))  # COCO only
 
 
 def test_build_concepts_writes_the_three_files(tmp_path):

@@ -238,3 +238,26 @@ def _pycoco_rle(segmentation, height, width):
         return mask_utils.merge(mask_utils.frPyObjects(copy.deepcopy(segmentation), height,
                                                        width))
     return segmentation
+
+
+def test_each_non_crowd_instance_keeps_its_box(tmp_path):
+    # person: polygon 101 (bbox [1, 1, 4, 4]) and RLE 102 ([4, 4, 4, 2]); crowd 104 has no
+    # box in the result. The traffic light's box is missing here, and the person's second
+    # one malformed: both are taken from their masks (pycocotools' toBbox).
+    data = fixtures.coco_dataset()
+    annotations = {a["id"]: a for a in data["annotations"]}
+    del annotations[103]["bbox"]
+    annotations[102]["bbox"] = [4, 4, 0, 2]  # zero width
+    skips = SkipCounter()
+    masks = _by_concept(_read(tmp_path, data, skips=skips)[0])
+    assert masks["person"].boxes == ((1.0, 1.0, 4.0, 4.0), (4.0, 4.0, 4.0, 2.0))
+    assert masks["traffic light"].boxes == ((8.0, 0.0, 2.0, 2.0),)
+    assert masks["dog"].boxes == ()  # crowd only
+    assert skips.counts[coco.SKIP_BAD_BBOX] == 1
+
+
+def test_boxes_are_read_as_written(tmp_path):
+    data = fixtures.coco_dataset()
+    next(a for a in data["annotations"] if a["id"] == 101)["bbox"] = [0.5, 1, 6, 3.5]
+    person = _by_concept(_read(tmp_path, data)[0])["person"]
+    assert person.boxes[0] == (0.5, 1.0, 6.0, 3.5)

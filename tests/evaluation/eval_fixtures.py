@@ -10,6 +10,8 @@ Eval files (present concepts | verified absent):
   weak_box:   img0 sky | -;    img1 cat | sky;  img2 sky | cat
   weak_image: img0 - | red car; img1 red car | -;  img2 zebra (no word vector) | -
   zero_shot:  img1 - | cloud;  img2 cloud | -
+Boxes ("bbox"): each mask's bounding box, except cat in img1, whose box is looser than its
+mask (rows 0-11 x cols 18-29, 144 px around the 64 mask pixels), as annotators' boxes are.
 Word vectors (D = 8): sky, dog, car, red, cat, cloud are vocabulary rows e_0..e_5; "red car"
 is a phrase (idf-weighted red + car); "zebra" is unknown.
 """
@@ -61,6 +63,7 @@ SPLIT_FILES = {
     "zero_shot": {"img1.png": ([], ["cloud"]), "img2.png": (["cloud"], [])},
 }
 CROWD_ONLY = {("img1.png", "car")}
+LOOSE_BOXES = {("img1.png", "cat"): [18, 0, 12, 12]}  # COCO [x, y, w, h]
 SPLIT_CONCEPTS = {"strong": ["dog", "car"], "weak_box": ["sky", "cat"],
                   "weak_image": ["red car", "zebra"], "zero_shot": ["cloud"]}
 
@@ -68,6 +71,22 @@ SPLIT_CONCEPTS = {"strong": ["dog", "car"], "weak_box": ["sky", "cat"],
 def truth(image: str, concept: str) -> np.ndarray:
     """The ground-truth mask of a present concept (the fixture's, not read back)."""
     return IMAGES[image][2][concept]
+
+
+def bbox(image: str, concept: str, mask: np.ndarray) -> list[float]:
+    """The COCO [x, y, w, h] box written for a present concept."""
+    if (image, concept) in LOOSE_BOXES:
+        return list(LOOSE_BOXES[image, concept])
+    rows, cols = np.nonzero(mask)
+    return [int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1),
+            int(rows.max() - rows.min() + 1)]
+
+
+def box_truth(image: str, concept: str) -> np.ndarray:
+    """bool [H, W]: the pixels inside the box of a present concept."""
+    height, width, masks = IMAGES[image]
+    x, y, w, h = bbox(image, concept, masks[concept])
+    return block(height, width, (y, y + h - 1), (x, x + w - 1))
 
 
 def _rle(mask: np.ndarray) -> dict[str, Any]:
@@ -90,7 +109,7 @@ def _coco(split: str) -> dict[str, Any]:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": ids[concept], "iscrowd": int(crowd),
                                 "segmentation": _rle(mask), "area": int(mask.sum()),
-                                "bbox": [0, 0, width, height]})
+                                "bbox": bbox(file_name, concept, mask)})
     categories = [{"id": ids[n], "name": n, "supercategory": SUPERCATEGORY[n]} for n in names]
     return {"images": images, "annotations": annotations, "categories": categories}
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conceptmask_tf.evaluation import metrics
 from conceptmask_tf.evaluation.attention_evaluation import (
+    as_probability,
     evaluate_attention,
-    null_attention,
     unit_range,
 )
 from conceptmask_tf.evaluation.eval_set import load_eval_set
@@ -29,36 +30,73 @@ def test_unit_range_is_min_max_and_constant_maps_give_zeros():
     np.testing.assert_array_equal(unit_range(np.full((2, 3), 0.7)), np.zeros((2, 3)))
 
 
-class FakeMaps:
-    """Per variant, a map made from the ground-truth mask G of each pair.
+def test_coarse_maps_are_clipped_and_refined_maps_kept_as_they_are():
+    cosine = np.array([[-0.5, 0.25], [0.75, 1.0]])
+    np.testing.assert_allclose(as_probability("original", cosine), [[0, 0.25], [0.75, 1]])
+    np.testing.assert_allclose(as_probability("original_finetuned", 3 * cosine),
+                               [[0, 0.75], [1, 1]])
+    probs = np.array([[0.2, 0.6]])
+    np.testing.assert_array_equal(as_probability("refined", probs), probs)
+    with pytest.raises(ValueError, match="must lie in"):  # refined maps must be probabilities
+        metrics.soft_iou(as_probability("refined", np.array([[1.5, 0.0]])),
+                         np.array([[True, False]]))
 
-    original: 2G - 1, a cosine-like map in [-1, 1] (normalised back to G: a perfect map);
-    original_finetuned: 1 - G (maximum outside the mask: a miss, soft IoU 0);
-    refined: G scaled into [0.2, 0.6] (normalised to G: perfect).
+
+class FakeMaps:
+    """Per variant, a map made from the ground-truth mask G and box region R of each pair.
+
+    original: 2G - 1, a cosine-like map in [-1, 1] (clipped to [0, 1] it is G);
+    original_finetuned: 1 - G (maximum outside the mask and the box: a miss);
+    refined: G scaled into [0.2, 0.6] (probabilities; min-max normalised it is G);
+    refined_noneg: 0.9 in the box outside the mask, 0.5 on the mask, 0.1 elsewhere (a hit
+        for the box protocol but not for the mask one where the box is looser).
     """
 
-    variants = ("original", "original_finetuned", "refined")
+    variants = ("original", "original_finetuned", "refined", "refined_noneg")
 
     def __init__(self, eval_set):
         self.truth = fx.FakeModel(eval_set, fx.oracle_rule)
+        self.boxes = fx.FakeModel(eval_set, lambda image, concept: (
+            None if fx.oracle_rule(image, concept) is None else fx.box_truth(image, concept)))
 
     def __call__(self, inputs):
         truth = self.truth(inputs)["mask_probs"]  # [B, K, H, W]
+        box = self.boxes(inputs)["mask_probs"]
         return {"original": 2 * truth - 1, "original_finetuned": 1 - truth,
-                "refined": 0.2 + 0.4 * truth}
+                "refined": 0.2 + 0.4 * truth,
+                "refined_noneg": 0.1 + 0.8 * box * (1 - truth) + 0.4 * truth}
 
 
-def test_attention_scores_use_normalised_maps(eval_set):
+def test_table_1_follows_the_paper_protocol_against_boxes(eval_set):
+    # weak_box pairs: sky in img0 (rows 0-11 of 32 x 32, 384 px) and img2 (rows 0-9 of
+    # 24 x 32, 320 px), boxes equal to the masks; cat in img1 (64 px) with a 144 px box.
     results = evaluate_attention(FakeMaps(eval_set), eval_set, FakeMaps.variants,
                                  progress=False)
     weak_box = results["weak_box"]
-    for variant in ("original", "refined"):
-        assert weak_box[variant] == {"pointing_game": 1.0, "soft_iou": 1.0, "concepts": 2,
-                                     "images": 3}
-    assert weak_box["original_finetuned"]["pointing_game"] == 0.0
-    assert weak_box["original_finetuned"]["soft_iou"] == 0.0
-    # Not computed: null with counts 0.
-    assert weak_box["refined_noneg"] == null_attention()
+    original = weak_box["original"]
+    # Clipped 2G - 1 is G: soft IoU 1 against the masks; against the cat's box 64 / 144.
+    assert original["pointing_game"] == 1.0 and original["pointing_game_mask"] == 1.0
+    assert original["soft_iou_mask"] == pytest.approx(1.0)
+    assert original["soft_iou"] == pytest.approx((1 + 64 / 144) / 2)
+    assert (original["concepts"], original["images"]) == (2, 3)
+    refined = weak_box["refined"]
+    # Probabilities are scored as they are, not min-max normalised:
+    #   sky img0: 0.6 * 384 / (384 + 0.2 * 640) = 0.45; img2: 0.6 * 320 / (320 + 0.2 * 448)
+    #   = 0.46875; cat (mask): 0.6 * 64 / (64 + 0.2 * 960) = 0.15;
+    #   cat (box): (0.6 * 64 + 0.2 * 80) / (144 + 0.2 * 880) = 0.17.
+    sky = (0.45 + 0.46875) / 2
+    assert refined["soft_iou_mask"] == pytest.approx((sky + 0.15) / 2)
+    assert refined["soft_iou"] == pytest.approx((sky + 0.17) / 2)
+    assert refined["soft_iou_mask_minmax"] == pytest.approx(1.0)
+    finetuned = weak_box["original_finetuned"]
+    assert finetuned["pointing_game"] == 0.0 and finetuned["soft_iou_mask"] == 0.0
+    # Clipped 1 - G on the cat's box: the 80 box pixels outside the mask, over 1024.
+    assert finetuned["soft_iou"] == pytest.approx((0 + 80 / 1024) / 2)
+    # The cat's map peaks in its box but outside its mask: a hit for the paper's box
+    # protocol only.
+    noneg = weak_box["refined_noneg"]
+    assert noneg["pointing_game"] == 1.0
+    assert noneg["pointing_game_mask"] == pytest.approx(0.5)
     assert results["zero_shot"]["refined"]["concepts"] == 1
 
 

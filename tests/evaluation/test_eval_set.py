@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conceptmask_tf.data import coco
+from conceptmask_tf.data.types import ConceptMask
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.evaluation.eval_set import (
     EMPTY_MASK,
+    EvalPair,
     SIZE_MISMATCH,
     load_eval_set,
     make_batches,
@@ -108,3 +111,31 @@ def test_pad_concepts_repeats_the_first_vector():
     np.testing.assert_array_equal(padded[1], b)
     with pytest.raises(ValueError):
         pad_concepts([a, np.zeros((0, 2))])
+
+
+def test_box_truth_is_the_union_of_the_instance_boxes(eval_set):
+    pairs = {(os.path.basename(i.image), p.concept): p for i in eval_set.images for p in i.pairs
+             if p.present}
+    cat = pairs["img1.png", "cat"]
+    np.testing.assert_array_equal(cat.box_truth(), fx.box_truth("img1.png", "cat"))
+    assert cat.box_truth().sum() == 144 and cat.truth()[0].sum() == 64
+    np.testing.assert_array_equal(pairs["img0.png", "dog"].box_truth(),
+                                  fx.truth("img0.png", "dog"))  # a rectangle: its own box
+    with pytest.raises(ValueError, match="verified absent"):
+        next(p for i in eval_set.images for p in i.pairs if not p.present).box_truth()
+
+
+def test_box_truth_of_several_and_of_sub_pixel_boxes():
+    mask = np.zeros((8, 8), np.uint8)
+    mask[1, 1] = mask[6, 5:7] = 1
+    pair = EvalPair("weak_box", "leaf", ConceptMask(
+        "leaf", coco.encode_mask(mask), boxes=((1, 1, 1, 1), (5, 6, 2, 1), (3.2, 3.2, 0.4, 0.4))))
+    expected = np.zeros((8, 8), bool)
+    expected[1, 1] = expected[6, 5:7] = True
+    expected[3, 3] = True  # a box holding no pixel centre keeps the pixel under its centre
+    np.testing.assert_array_equal(pair.box_truth(), expected)
+    # Without boxes (a file without "bbox" read by another tool): the mask's own box.
+    no_boxes = EvalPair("weak_box", "leaf", ConceptMask("leaf", coco.encode_mask(mask)))
+    expected = np.zeros((8, 8), bool)
+    expected[1:7, 1:7] = True
+    np.testing.assert_array_equal(no_boxes.box_truth(), expected)

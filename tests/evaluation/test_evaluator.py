@@ -12,6 +12,7 @@ import pytest
 
 from conceptmask_tf import evaluation
 from conceptmask_tf.data.layout import SPLITS
+from conceptmask_tf.errors import DataError
 from conceptmask_tf.evaluation import report as report_lib
 from conceptmask_tf.evaluation.evaluator import assemble_report, calibrate, evaluate, summary
 from conceptmask_tf.evaluation.segmentation_evaluation import null_presence, null_segmentation
@@ -31,6 +32,7 @@ def _write_models(models: str, no_neg: bool = True) -> str:
                        {"target_concepts": ["dog", "sky"]}),
         "segmentation": (tiny.segmentation_model(2),
                          {"image_size": 32, "attention_scales": [1.0, 2.0]}, {}),
+        "saliency": (tiny.segmentation_model(0), {"image_size": 32}, {}),
     }
     if no_neg:
         configs["refinement_no_neg"] = (tiny.refinement_model(coarse_skip=False),
@@ -52,6 +54,7 @@ def work_dir(tmp_path_factory):
     _write_models(str(work / "models"))
     fx.write_concepts(str(work / "concepts"))
     fx.write_data_root(str(work / "world"), splits=SPLITS[:3], val=True)
+    fx.write_data_root(str(work / "world_test_only"), splits=SPLITS[:3])
     return work
 
 
@@ -61,17 +64,19 @@ def _measured_segmentation() -> dict:
 
 
 def test_assembled_report_fills_what_is_missing_with_nulls_and_validates():
-    attention = {"weak_box": {"refined": {"pointing_game": 0.5, "soft_iou": 0.2,
-                                          "concepts": 2, "images": 3}}}
+    attention = {"weak_box": {"refined": {
+        "pointing_game": 0.5, "soft_iou": 0.2, "pointing_game_mask": 0.4, "soft_iou_mask": 0.3,
+        "soft_iou_mask_minmax": 0.35, "concepts": 2, "images": 3}}}
     report = assemble_report(attention, {"full": _measured_segmentation()}, null_presence(),
                              {"skipped": "no val files"}, {"image_size": 32},
                              {"total": 1.0, "segmentation_single_att": None},
                              missing=["segmentation_single_att"], skipped={})
     report_lib.validate_report(report)
+    assert report["split"] == "test"
     assert report["attention"]["refined"]["pointing_game"] == 0.5
-    assert report["attention"]["original"] == {"pointing_game": None, "soft_iou": None,
-                                               "concepts": 0, "images": 0}
-    for variant in ("no_neg", "single_att", "concept_blind"):
+    assert report["attention"]["original"] == {
+        **dict.fromkeys(report_lib.ATTENTION_METRICS), "concepts": 0, "images": 0}
+    for variant in ("no_neg", "single_att", "saliency", "oracle_attention"):
         assert report["segmentation"][variant] == {s: null_segmentation() for s in SPLITS}
     assert report["missing"] == ["segmentation_single_att"]
     text = summary(report, "/nowhere")
@@ -110,6 +115,7 @@ def test_every_exported_name_resolves():
 def test_load_variants_reads_scales_image_size_and_lists_missing_dirs(work_dir):
     variants = load_variants(str(work_dir / "models"))
     assert variants.missing == ["segmentation_single_att"]
+    assert variants.has("saliency") and variants.saliency_image_size == 32
     assert variants.has("refinement_no_neg") and not variants.has("segmentation_single_att")
     assert variants.model_dirs["segmentation_single_att"] is None
     assert (variants.image_size, variants.scales) == (32, (1.0, 2.0))
@@ -131,17 +137,20 @@ def test_binary_writes_a_valid_report_with_nulls_for_the_missing_variant(work_di
     with open(out / "report.json") as f:
         report = json.load(f)
     report_lib.validate_report(report)
+    assert report["split"] == "test" and report["config"]["ground_truth"] == "eval/<split>.json"
     assert report["missing"] == ["segmentation_single_att", "eval/zero_shot.json"]
     assert report["segmentation"]["single_att"] == {s: null_segmentation() for s in SPLITS}
     full = report["segmentation"]["full"]
     assert {s: (full[s]["concepts"], full[s]["images"]) for s in SPLITS} == {
         "strong": (1, 2), "weak_box": (2, 3), "weak_image": (1, 1), "zero_shot": (0, 0)}
-    for variant in ("full", "no_neg", "concept_blind"):
+    for variant in ("full", "no_neg", "saliency", "oracle_attention"):
         for split in SPLITS[:3]:
             assert 0.0 <= report["segmentation"][variant][split]["iou"] <= 1.0
+            assert report["segmentation"][variant][split]["concepts"] == full[split]["concepts"]
         assert report["segmentation"][variant]["zero_shot"] == null_segmentation()
     for variant in report_lib.ATTENTION_VARIANTS:
-        assert 0.0 <= report["attention"][variant]["soft_iou"] <= 1.0
+        for metric in report_lib.ATTENTION_METRICS:
+            assert 0.0 <= report["attention"][variant][metric] <= 1.0
     # Present pairs: dog x2, sky x2, cat, red car; absent: car, sky, cat, red car.
     assert report["presence"]["positives"] == 6 and report["presence"]["negatives"] == 4
     assert report["skipped"]["unknown_concepts"] == {"zebra": 1}
@@ -158,3 +167,27 @@ def test_binary_writes_a_valid_report_with_nulls_for_the_missing_variant(work_di
     listed = [report_lib.Picture(**entry) for entry in report["pictures"]]
     assert sorted(os.path.basename(p.path) for p in listed) == pictures
     assert report_lib.render_markdown(report, listed) == markdown
+
+
+@pytest.mark.slow
+def test_the_split_chooses_the_ground_truth_folder_and_nothing_else_is_read(work_dir, tmp_path):
+    # A data root with val/ only: the test split cannot be scored (no silent fallback),
+    # the val split can; and a root with eval/ only cannot score val.
+    val_only = tmp_path / "val_only"
+    fx.write_data_root(str(val_only), splits=SPLITS[:3], val=True)
+    for name in os.listdir(val_only / "eval"):
+        os.remove(val_only / "eval" / name)
+    models = str(work_dir / "models")
+    kwargs = {"calibration_images": 0, "batch_size": 2, "pictures_per_group": 0,
+              "progress": False}
+    with pytest.raises(DataError, match="eval/strong.json"):
+        evaluate(models, str(val_only), str(tmp_path / "a"), split="test", **kwargs)
+    report = evaluate(models, str(val_only), str(tmp_path / "b"), split="val", **kwargs)
+    assert report["split"] == "val" and report["config"]["ground_truth"] == "val/<split>.json"
+    assert report["segmentation"]["full"]["weak_box"]["concepts"] == 2
+    assert "Scored on the **validation** split" in (tmp_path / "b" / "report.md").read_text()
+    with pytest.raises(DataError, match="val/strong.json"):
+        evaluate(models, str(work_dir / "world_test_only"), str(tmp_path / "c"), split="val",
+                 **kwargs)
+    with pytest.raises(ValueError, match="split must be one of"):
+        evaluate(models, str(val_only), str(tmp_path / "d"), split="eval", **kwargs)

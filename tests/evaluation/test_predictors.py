@@ -1,4 +1,5 @@
-"""The concept-blind variant, the compiled calibration wrapper and batch padding."""
+"""The saliency and oracle-attention predictors, the compiled calibration wrapper and batch
+padding."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import tensorflow as tf
 
 from conceptmask_tf.evaluation.predictors import (
     CompiledConceptMask,
-    ConceptBlind,
+    OracleAttention,
+    SaliencyMasks,
     attention_sides,
     run_batch,
 )
@@ -18,7 +20,8 @@ from tests.models import tiny
 
 
 class SpySegmentation:
-    """Records its inputs; returns zero logits for one concept."""
+    """Records its inputs; returns logits [B, K, S, S] = the first attention map, resized
+    (zeros for K = 1 without attention: the saliency network's interface)."""
 
     def __init__(self):
         self.inputs = []
@@ -26,18 +29,20 @@ class SpySegmentation:
     def __call__(self, inputs, training=False):
         self.inputs.append({k: np.asarray(v) for k, v in inputs.items()})
         batch, size = inputs["image"].shape[0], inputs["image"].shape[1]
-        return {"logits": tf.zeros((batch, 1, size, size))}
+        if "attention_0" not in inputs:
+            return {"logits": tf.zeros((batch, 1, size, size))}
+        maps = tf.transpose(inputs["attention_0"], (0, 2, 3, 1))  # [B, s, s, K]
+        resized = tf.image.resize(maps, (size, size), method="nearest")
+        return {"logits": tf.transpose(resized, (0, 3, 1, 2))}
 
 
-def test_concept_blind_feeds_all_ones_attention_and_repeats_the_mask():
+def test_saliency_sees_only_the_resized_image_and_gives_every_concept_its_mask():
     spy = SpySegmentation()
-    blind = ConceptBlind(spy, image_size=16, sides=[2, 4])
+    saliency = SaliencyMasks(spy, image_size=16)
     images = tiny.images(2, 24, width=40)
-    out = blind({"image": images, "word_vectors": np.ones((2, 3, 8), np.float32)})
+    out = saliency({"image": images, "word_vectors": np.ones((2, 3, 8), np.float32)})
     (seen,) = spy.inputs
-    assert set(seen) == {"image", "attention_0", "attention_1"}
-    np.testing.assert_array_equal(seen["attention_0"], np.ones((2, 1, 2, 2)))
-    np.testing.assert_array_equal(seen["attention_1"], np.ones((2, 1, 4, 4)))
+    assert set(seen) == {"image"}  # concept blind: no word vector, no attention
     np.testing.assert_allclose(seen["image"], tf.image.resize(images, (16, 16),
                                                               antialias=False), atol=1e-4)
     probs = np.asarray(out["mask_probs"])
@@ -45,18 +50,51 @@ def test_concept_blind_feeds_all_ones_attention_and_repeats_the_mask():
     np.testing.assert_allclose(probs, 0.5)  # sigmoid(0)
 
 
-def test_concept_blind_equals_the_network_without_concept_information():
-    # A uniform map is normalised to zeros: the same as feeding all-zero maps. Every
-    # concept gets the same mask.
-    segmentation = tiny.segmentation_model(2)
+def test_saliency_of_a_real_network_is_its_mask_for_every_concept():
+    network = tiny.segmentation_model(0)
     images = tiny.images(1, 32, seed=4)
-    blind = ConceptBlind(segmentation, 32, attention_sides(32, (1.0, 2.0), 8))
-    out = np.asarray(blind({"image": images, "word_vectors": np.zeros((1, 2, 8)),
-                            })["mask_probs"])
-    zeros = segmentation({"image": images, "attention_0": np.zeros((1, 1, 4, 4), np.float32),
-                          "attention_1": np.zeros((1, 1, 8, 8), np.float32)})["masks"]
-    np.testing.assert_allclose(out[:, 0], np.asarray(zeros)[:, 0], atol=1e-6)
+    out = np.asarray(SaliencyMasks(network, 32)({"image": images,
+                                                 "word_vectors": np.zeros((1, 2, 8))}
+                                                )["mask_probs"])
+    expected = np.asarray(network({"image": images})["masks"])[:, 0]  # [1, 32, 32]
+    np.testing.assert_allclose(out[:, 0], expected, atol=1e-6)
     np.testing.assert_array_equal(out[:, 0], out[:, 1])
+
+
+def test_oracle_attention_is_the_truth_area_averaged_to_each_map_side():
+    spy = SpySegmentation()
+    oracle = OracleAttention(spy, image_size=16, sides=[4, 8], blur_sigma=0.0)
+    truth = np.zeros((1, 2, 32, 32), np.float32)
+    truth[0, 0, :16, :16] = 1  # concept 0: the top-left quadrant
+    truth[0, 1, :, 6:8] = 1  # concept 1: a 2-column stripe, a quarter of a 4 x 4 cell
+    out = oracle({"image": tiny.images(1, 32), "word_vectors": np.zeros((1, 2, 8)),
+                  "truth_masks": truth})
+    (seen,) = spy.inputs
+    first = np.zeros((2, 4, 4))
+    first[0, :2, :2] = 1
+    first[1, :, 0] = 0.25  # columns 6-7 of each 8-pixel cell of column 0
+    np.testing.assert_allclose(seen["attention_0"][0], first, atol=1e-6)
+    assert seen["attention_1"].shape == (1, 2, 8, 8)
+    np.testing.assert_allclose(seen["attention_1"][0, 1, :, 1], 0.5, atol=1e-6)
+    # The network's logits (here the first map, resized) come back as probabilities at
+    # the image size.
+    probs = np.asarray(out["mask_probs"])
+    assert probs.shape == (1, 2, 32, 32)
+    np.testing.assert_allclose(probs[0, 0, 0, 0], 1 / (1 + np.exp(-1.0)), atol=1e-6)
+    np.testing.assert_allclose(probs[0, 0, 31, 31], 0.5, atol=1e-6)
+
+
+def test_oracle_blur_keeps_uniform_maps_and_spreads_a_cell_symmetrically():
+    oracle = OracleAttention(None, image_size=16, sides=[5], blur_sigma=1.0)
+    ones = oracle.attention(tf.ones((1, 1, 20, 20)), 5)
+    np.testing.assert_allclose(ones, 1.0, atol=1e-6)  # the border is not darkened
+    centre = np.zeros((1, 1, 20, 20), np.float32)
+    centre[..., 8:12, 8:12] = 1  # exactly cell (2, 2) of the 5 x 5 map
+    blurred = np.asarray(oracle.attention(tf.constant(centre), 5))[0, 0]
+    np.testing.assert_allclose(blurred, blurred.T, atol=1e-6)
+    np.testing.assert_allclose(blurred, blurred[::-1, ::-1], atol=1e-6)
+    assert blurred.argmax() == 12 and 0 < blurred[2, 3] < blurred[2, 2] < 1
+    assert blurred[2, 3] > blurred[2, 4] > 0
 
 
 def test_attention_sides_follow_same_padding():

@@ -37,6 +37,21 @@ def test_ground_truth_masks_score_one_everywhere(eval_set):
                                "negatives": 5}
 
 
+def test_a_predictor_given_the_truth_gets_each_concepts_own_mask(eval_set):
+    # Echoing "truth_masks" scores 1 only if every concept of every image (padded batches
+    # included) receives its own ground truth.
+    calls = []
+
+    def echo(inputs):
+        calls.append(np.asarray(inputs["truth_masks"]).shape)
+        return {"mask_probs": np.asarray(inputs["truth_masks"])}
+
+    result = evaluate_segmentation(echo, eval_set, progress=False, with_truth=True,
+                                   batch_size=2)
+    assert all(result.by_split[s]["iou"] == 1.0 for s in result.by_split)
+    assert any(shape[0] == 2 for shape in calls)  # images of different K in one batch
+
+
 def test_all_zero_masks_score_zero(eval_set):
     model = fx.FakeModel(eval_set, lambda image, concept: None)
     result = evaluate_segmentation(model, eval_set, presence=True, progress=False)

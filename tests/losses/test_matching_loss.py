@@ -60,6 +60,19 @@ def test_matching_targets_gather_the_selected_maps():
     np.testing.assert_array_equal(targets["matching_valid"], [[1, 1]])
 
 
+def test_raw_binarisation_leaves_a_map_below_the_threshold_empty():
+    # One concept (V = 1) whose cosine map [[0.3, 0.1], [0.0, -0.2]] never reaches 0.5.
+    # min-max: (x + 0.2) / 0.5 -> [[1, 0.6], [0.4, 0]] -> >= 0.5: [[1, 1], [0, 0]];
+    # raw: nothing >= 0.5 -> all 0 (the concept is taught as absent).
+    maps = np.array([[0.3, 0.1], [0.0, -0.2]], np.float32)[None, :, :, None]
+    exclude = np.array([[-1]], np.int32)
+    min_max = matching_targets(maps, exclude, top_n=1, threshold=0.5)
+    raw = matching_targets(maps, exclude, top_n=1, threshold=0.5, min_max=False)
+    np.testing.assert_array_equal(min_max["matching_masks"], [[[[1, 1], [0, 0]]]])
+    np.testing.assert_array_equal(raw["matching_masks"], np.zeros((1, 1, 2, 2)))
+    np.testing.assert_array_equal(raw["matching_valid"], [[1]])  # still a matching concept
+
+
 def test_matching_loss_by_hand():
     masks = np.zeros((2, 2, 2, 2), np.float32)
     logits = np.zeros((2, 2, 2, 2), np.float32)

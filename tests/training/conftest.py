@@ -17,6 +17,7 @@ from conceptmask_tf.training import embedding, refinement, segmentation
 from conceptmask_tf.training.config import (
     EmbeddingConfig,
     RefinementConfig,
+    SaliencyConfig,
     SegmentationConfig,
     TrainingConfig,
 )
@@ -29,6 +30,7 @@ STAGE = {
     RefinementConfig: {"hidden_dim": 16, "max_concepts": 6, "matching_top_n": 8,
                        "matching_weight": 0.1, "spatial_weight": 0.5},
     SegmentationConfig: {"encoder_widths": (8, 8, 8, 8), "decoder_widths": (8, 8, 8)},
+    SaliencyConfig: {"encoder_widths": (8, 8, 8, 8), "decoder_widths": (8, 8, 8)},
 }
 
 

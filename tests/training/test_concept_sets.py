@@ -1,18 +1,27 @@
-"""Which concepts each stage trains on: zero-shot concepts are never a target."""
+"""Which concepts each stage trains on: zero-shot concepts, and concepts containing a
+zero-shot word, are never a target."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
+from conceptmask_tf.concepts.vocabulary import Vocabulary
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import TagCorpus, read_tag_corpus
 from conceptmask_tf.data.types import TaggedImage
 from conceptmask_tf.training.concept_sets import (
     BOX_LEVELS,
+    HELD_OUT_FACT,
     MASK_LEVELS,
     NO_TARGET,
     NOT_A_TARGET,
     TAG_NOT_IN_VOCABULARY,
+    ZERO_SHOT_FACT,
+    TrainingConcepts,
+    contains_concept,
+    held_out_concepts,
     load_training_concepts,
     soft_topic_targets,
 )
@@ -69,6 +78,67 @@ def test_box_and_mask_targets_follow_the_supervision_levels(world):
     assert set(mask) == {c for c in splits["strong"] if c in index_of}
     assert all(index_of[c] == row for c, row in box.items())
     assert skips.counts[NOT_A_TARGET] == len(annotated) - len(box)
-    rows = set(concepts.zero_shot_rows().tolist())
+    rows = set(concepts.excluded_rows().tolist())
     assert rows == {index_of[c] for c in splits["zero_shot"] if c in index_of} and rows
     assert not rows & (set(box.values()) | set(mask.values()))
+
+
+@pytest.mark.parametrize("concept, other, expected", [
+    ("red bus", "bus", True),
+    ("red bus", "red", True),
+    ("red bus", "red bus", True),
+    ("bus", "bus", True),
+    ("busy road", "bus", False),  # words, not characters
+    ("minibus", "bus", False),
+    ("bus", "red bus", False),
+    ("chocolate ice cream", "ice cream", True),
+    ("ice cream cone", "ice cream", True),
+    ("ice cream", "ice", True),
+    ("ice", "ice cream", False),
+    ("ice cream", "ice cream cone", False),
+    ("cream ice", "ice cream", False),  # order matters
+    ("ice and cream", "ice cream", False),  # contiguous
+    ("big red bus stop", "bus stop", True),
+    ("t-shirt", "shirt", False),
+])
+def test_contains_concept_is_a_contiguous_word_sequence(concept, other, expected):
+    assert contains_concept(concept, other) is expected
+
+
+def test_held_out_concepts_follow_contains_concept():
+    names = ["red bus", "bus", "busy road", "chocolate ice cream", "ice", "ice cream cone",
+             "cream ice", "cat", "striped cat", "dog"]
+    zero_shot = ["bus", "ice cream", "zebra"]
+    held_out = held_out_concepts(names, zero_shot)
+    assert held_out == {"red bus", "chocolate ice cream", "ice cream cone"}
+    assert held_out == {n for n in names if n not in zero_shot
+                        and any(contains_concept(n, z) for z in zero_shot)}
+    assert held_out_concepts(names, []) == frozenset()
+
+
+def _concepts(names, splits):
+    vocabulary = Vocabulary(tuple(names), np.ones(len(names), np.int64), 4)
+    vectors = np.eye(len(names), dtype=np.float32)
+    return TrainingConcepts(ConceptEmbeddings(vocabulary, vectors), splits)
+
+
+def test_training_concepts_exclude_zero_shot_and_held_out_alike():
+    names = ["bus", "red bus", "red", "car", "red car", "busy road"]
+    splits = {"strong": ("car",), "weak_box": ("red car", "bus stop sign"),
+              "weak_image": ("red", "red bus", "busy road"), "zero_shot": ("bus",)}
+    concepts = _concepts(names, splits)
+    assert concepts.zero_shot == {"bus"}
+    # Vocabulary and splits.json concepts ("bus stop sign" has no word vector).
+    assert concepts.held_out == {"red bus", "bus stop sign"}
+    assert concepts.excluded == {"bus", "red bus", "bus stop sign"}
+    assert sorted(concepts.excluded_rows().tolist()) == [0, 1]
+    assert concepts.exclusion_facts() == {ZERO_SHOT_FACT: ["bus"],
+                                          HELD_OUT_FACT: ["bus stop sign", "red bus"]}
+    skips = SkipCounter()
+    everything = {"bus", "red bus", "car", "red car", "bus stop sign"}
+    assert concepts.target_index(everything, BOX_LEVELS, skips) == {"car": 3, "red car": 4}
+    assert skips.counts[NOT_A_TARGET] == 3
+    # Without splits.json nothing is held out.
+    bare = _concepts(names, None)
+    assert bare.held_out == bare.excluded == frozenset()
+    assert set(bare.target_index(everything, BOX_LEVELS)) == everything - {"bus stop sign"}

@@ -35,6 +35,8 @@ def test_config_json_round_trips_every_stage(tmp_path):
     configs = [
         EmbeddingConfig(**PATHS, hidden_dims=(64, 32), steps=7, backbone_weights="/w.h5"),
         RefinementConfig(**PATHS, embedding_model_dir="/e", no_neg=True, matching_top_n=0),
+        RefinementConfig(**PATHS, embedding_model_dir="/e", matching_binarize="raw",
+                         gamma_rule="paper", similarity="dot"),
         SegmentationConfig(**PATHS, refinement_model_dir="/r", attention_scales=(1.0, 2.5),
                            single_att=True),
     ]
@@ -56,6 +58,29 @@ def test_invalid_settings_are_refused_with_every_problem_named():
         config_from_dict(EmbeddingConfig, {**PATHS, "colour": 1})
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_config("/nonexistent")
+
+
+def test_refinement_choices_defaults_flags_and_library_names():
+    config = RefinementConfig(**PATHS, embedding_model_dir="/e")
+    assert (config.matching_binarize, config.gamma_rule, config.similarity) == (
+        "min_max", "symmetric", "cosine")
+    parsed = _parse(RefinementConfig, *[f"--{k}={v}" for k, v in PATHS.items()],
+                    "--embedding_model_dir=/e", "--matching_binarize=raw",
+                    "--gamma_rule=paper", "--similarity=dot")
+    assert (parsed.matching_binarize, parsed.gamma_rule, parsed.similarity) == (
+        "raw", "paper", "dot")
+    for flag in ("--matching_binarize=otsu", "--gamma_rule=softmax", "--similarity=l2"):
+        with pytest.raises(flags.IllegalFlagValueError):
+            _parse(RefinementConfig, *[f"--{k}={v}" for k, v in PATHS.items()],
+                   "--embedding_model_dir=/e", flag)
+    with pytest.raises(ValueError, match="gamma_rule must be one of"):
+        RefinementConfig(**PATHS, embedding_model_dir="/e", gamma_rule="softmax")
+    # The choices are the names the library takes (config.py does not import it).
+    from conceptmask_tf.concepts.overlap import GAMMA_RULES
+    from conceptmask_tf.models.concept_attention import SIMILARITIES
+    choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(RefinementConfig)}
+    assert choices["gamma_rule"] == GAMMA_RULES and choices["similarity"] == SIMILARITIES
+    assert choices["matching_binarize"] == ("min_max", "raw")
 
 
 def test_single_att_keeps_only_the_first_attention_scale():
@@ -94,6 +119,7 @@ def test_flagfiles_parse_into_valid_configs(stage, config_cls):
     assert paper.image_size == 300 and paper.data_root.startswith("/data/")
     if stage == 1:
         assert paper.backbone == "resnet50" and world.backbone == "small_convnet"
+        assert paper.pooling == "before_head"  # the paper's order for ImageNet backbones
     if stage == 2:
         assert (paper.matching_top_n, paper.matching_weight) == (800, 1e-6)
     if stage == 3:

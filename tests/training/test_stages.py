@@ -18,9 +18,16 @@ from tensorflow.core.util import event_pb2
 from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.pipelines import refinement_dataset
-from conceptmask_tf.training import artifacts, refinement, segmentation
+from conceptmask_tf.data import coco
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.training import artifacts, refinement, saliency, segmentation
 from conceptmask_tf.training.concept_sets import BOX_LEVELS, load_training_concepts
-from conceptmask_tf.training.config import RefinementConfig, SegmentationConfig, load_config
+from conceptmask_tf.training.config import (
+    RefinementConfig,
+    SaliencyConfig,
+    SegmentationConfig,
+    load_config,
+)
 from conceptmask_tf.training.strategy import precision_policy
 from tests.training.conftest import COMMON, tiny_config
 
@@ -95,7 +102,7 @@ def test_stage2_total_is_the_sum_of_its_reported_terms(stage2):
 
 def test_stage2_never_trains_on_zero_shot_concepts(world, stage2):
     concepts = load_training_concepts(world.root, world.concepts_dir)
-    zero_shot_rows = set(concepts.zero_shot_rows().tolist())
+    excluded_rows = set(concepts.excluded_rows().tolist())
     targets = _runtime(stage2.config.model_dir)["target_concepts"]
     allowed = {c for level in BOX_LEVELS for c in concepts.splits[level]}
     assert targets and set(targets) <= allowed and not set(targets) & concepts.zero_shot
@@ -107,9 +114,9 @@ def test_stage2_never_trains_on_zero_shot_concepts(world, stage2):
     outputs = stage2.trainer(features)
     matching = outputs["matching_ids"].numpy()  # [B, N]
     assert matching.shape == (8, 8)
-    assert not set(matching.ravel().tolist()) & zero_shot_rows
+    assert not set(matching.ravel().tolist()) & excluded_rows
     spatial = stage2.trainer.spatial_loss.candidate_ids
-    assert len(spatial) and not set(spatial.tolist()) & zero_shot_rows
+    assert len(spatial) and not set(spatial.tolist()) & excluded_rows
     for ids, chosen in zip(features["concept_ids"].numpy(), matching):  # LwF: other concepts
         assert not set(ids.tolist()) & set(chosen.tolist())
 
@@ -210,3 +217,37 @@ def test_guided_attention_training_feeds_the_mask_to_the_trainer(world, stage2):
     assert result.trainer.guided_attention_rate == 0.5
     assert load_config(result.config.model_dir).guided_attention_rate == 0.5
     assert np.isfinite(result.history["loss"]).all()
+
+
+def test_saliency_targets_are_the_union_of_the_stage3_target_masks(world):
+    config = tiny_config(SaliencyConfig, world, "saliency_targets")
+    images, merged = saliency.foreground_masks(config, SkipCounter())
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    stage3_index = segmentation.mask_targets(
+        tiny_config(SegmentationConfig, world, "unused"), concepts, SkipCounter())[1]
+    assert merged == sorted(stage3_index) and not set(merged) & concepts.zero_shot
+    originals = {i.image: i for i in coco.read_coco_instances(DataRoot(world.root).coco_instances)}
+    assert len(images) == sum(any(m.concept in stage3_index for m in i.masks)
+                              for i in originals.values())
+    for image in images:
+        (foreground,) = image.masks
+        union = np.zeros((image.height, image.width), bool)
+        for mask in originals[image.image].masks:
+            if mask.concept in stage3_index:
+                union |= coco.decode_mask(mask.rle).astype(bool)
+        np.testing.assert_array_equal(coco.decode_mask(foreground.rle).astype(bool), union)
+
+
+@pytest.mark.slow
+def test_saliency_baseline_trains_a_network_without_attention_input(world):
+    result = saliency.train(tiny_config(SaliencyConfig, world, "saliency"))
+    losses = result.history["loss"]
+    assert len(losses) == COMMON["epochs"] and losses[-1] < losses[0]
+    loaded = artifacts.load_stage_model(result.config.model_dir, "saliency")
+    assert loaded.num_attention_maps == 0 and [t.name for t in loaded.inputs] == ["image"]
+    outputs = loaded({"image": _images()})
+    assert outputs["masks"].shape == (3, 1, 32, 32)
+    np.testing.assert_allclose(outputs["logits"], result.model({"image": _images()})["logits"],
+                               atol=1e-5)
+    assert load_config(result.config.model_dir) == result.config
+    assert _runtime(result.config.model_dir)["merged_concepts"]

@@ -1,11 +1,15 @@
 """The concept world's ontology: what can be drawn, and which supervision level each concept gets.
 
 The *catalogue* (object classes, parts, stuff, attributes, phrase candidates, context tags,
-scene types) is fixed. A world's `Ontology` picks phrases from the candidates and assigns every
-region concept a supervision level, both by seed, under constraints that keep the assignment
-sensible (e.g. a zero-shot concept always has a trained relative; strong concepts are objects).
-Concept ids and Open Images style MIDs come from the catalogue order, so they are the same in
-every world.
+scene types) is fixed. A world's `Ontology` assigns every region concept a supervision level and
+picks phrases from the candidates, both by seed, under constraints that keep the assignment
+sensible: a zero-shot concept always has a trained relative, strong concepts are objects, and
+every phrase's words are trained. The last one works both ways: a zero-shot phrase ("red bus")
+is composed of trained words, and a trained phrase never contains a zero-shot word (DESIGN.md
+§3: a concept containing a zero-shot concept as a word is no training target, so "red bus"
+cannot be trained when "bus" is zero-shot). Hence the words' levels are drawn first and the
+phrases are chosen among the candidates whose words are trained. Concept ids and Open Images
+style MIDs come from the catalogue order, so they are the same in every world.
 """
 
 from __future__ import annotations
@@ -353,6 +357,11 @@ def build_ontology(seed: int, num_phrases: int) -> Ontology:
 
     Returns:
         The world's Ontology.
+
+    Raises:
+        ValueError: More phrases than candidates.
+        RuntimeError: No sensible assignment was found, e.g. num_phrases so large that a
+            phrase would have to contain a zero-shot word.
     """
     check_catalogue()
     rng = np.random.default_rng([seed, 0])
@@ -361,9 +370,7 @@ def build_ontology(seed: int, num_phrases: int) -> Ontology:
     candidates = [row for row in rows if row[1] == "phrase"]
     if num_phrases > len(candidates):
         raise ValueError(f"num_phrases={num_phrases} but only {len(candidates)} candidates")
-    chosen = {candidates[i][0] for i in rng.choice(len(candidates), num_phrases, replace=False)}
-    rows = [row for row in rows if row[1] != "phrase" or row[0] in chosen]
-    levels = _assign_levels(rows, rng)
+    rows, levels = _assign_levels(rows, num_phrases, rng)
     sources = _assign_box_sources(rows, levels, rng)
     concepts = []
     for name, kind, group, parents, words in rows:
@@ -389,42 +396,78 @@ def _level_counts(n: int, shares: tuple[tuple[str, float], ...]) -> list[tuple[s
     return [(level, counts[level]) for level, _ in shares]
 
 
-def _assign_levels(rows: list, rng: np.random.Generator) -> dict[str, str]:
-    """Draws level assignments until one passes `_is_sensible`."""
+def _draw_levels(names: list[str], shares: tuple[tuple[str, float], ...],
+                 rng: np.random.Generator, levels: dict[str, str]) -> None:
+    """Assigns `names` levels in the proportions of `shares`, in a random order."""
+    order = rng.permutation(len(names))
+    start = 0
+    for level, count in _level_counts(len(names), shares):
+        for i in order[start:start + count]:
+            levels[names[i]] = level
+        start += count
+
+
+def _assign_levels(rows: list, num_phrases: int, rng: np.random.Generator
+                   ) -> tuple[list, dict[str, str]]:
+    """Draws levels and phrases until the assignment passes `_is_sensible`.
+
+    Each draw assigns the levels of the non-phrase concepts, chooses `num_phrases`
+    phrases among the candidates whose words are both trained, then assigns the phrases'
+    levels.
+
+    Returns:
+        (the catalogue rows without the phrases not chosen, concept -> level).
+    """
+    words = [row for row in rows if row[1] != "phrase"]
+    candidates = [row for row in rows if row[1] == "phrase"]
     by_type: dict[str, list[str]] = {}
-    for name, kind, *_ in rows:
+    for name, kind, *_ in words:
         by_type.setdefault(kind, []).append(name)
+    most_phrases = 0
     for _ in range(_MAX_ASSIGNMENT_DRAWS):
         levels: dict[str, str] = {}
         for kind, shares in LEVEL_SHARES:
-            names = by_type.get(kind, [])
-            order = rng.permutation(len(names))
-            start = 0
-            for level, count in _level_counts(len(names), shares):
-                for i in order[start:start + count]:
-                    levels[names[i]] = level
-                start += count
-        if _is_sensible(rows, levels):
-            return levels
-    raise RuntimeError("no sensible level assignment found; the catalogue is too small")
+            if kind != "phrase":
+                _draw_levels(by_type.get(kind, []), shares, rng, levels)
+        if not _is_sensible(words, levels):
+            continue
+        allowed = [row for row in candidates
+                   if all(levels[w] != "zero_shot" for w in row[4])]
+        most_phrases = max(most_phrases, len(allowed))
+        if len(allowed) < num_phrases:
+            continue
+        chosen = {allowed[i][0] for i in rng.choice(len(allowed), num_phrases, replace=False)}
+        kept = [row for row in rows if row[1] != "phrase" or row[0] in chosen]
+        _draw_levels([row[0] for row in kept if row[1] == "phrase"],
+                     dict(LEVEL_SHARES)["phrase"], rng, levels)
+        if _is_sensible(kept, levels):
+            return kept, levels
+    raise RuntimeError(
+        f"no sensible level assignment with num_phrases={num_phrases} in "
+        f"{_MAX_ASSIGNMENT_DRAWS} draws: at most {most_phrases} phrase candidates had no "
+        "zero-shot word (a phrase containing a zero-shot word cannot be trained, DESIGN.md "
+        "§3); lower num_phrases")
 
 
 def _is_sensible(rows: list, levels: dict[str, str]) -> bool:
-    """True if every zero-shot concept has a trained relative and strong spans enough groups."""
+    """True if every zero-shot concept has a trained relative, every phrase's words are
+    trained and strong spans enough groups."""
     info = {row[0]: row for row in rows}
 
     def trained(name: str) -> bool:
         return levels.get(name) != "zero_shot"
 
     for name, kind, group, parents, words in rows:
-        if levels.get(name) != "zero_shot":
-            continue
-        if kind == "part":
-            related = parents
-        elif kind == "phrase":
+        if kind == "phrase":
+            # Zero-shot: composed of trained words. Trained: no zero-shot word, or a zero-shot
+            # concept would be a training target inside it (DESIGN.md §3).
             if not all(trained(w) for w in words):
                 return False
             continue
+        if trained(name):
+            continue
+        if kind == "part":
+            related = parents
         else:
             related = tuple(r[0] for r in rows if r[1] == kind and r[2] == group and r[0] != name)
         if not any(trained(r) for r in related):

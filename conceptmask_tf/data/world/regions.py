@@ -56,20 +56,34 @@ def concept_mask(scene: RenderedScene, concept: Concept) -> np.ndarray:
     Raises:
         ValueError: for a context tag (no region).
     """
-    if concept.type == "object":
-        return _objects_where(scene, lambda o: o.concept == concept.name)
-    if concept.type == "attribute":
-        return _objects_where(scene, lambda o: concept.name in o.attributes)
-    if concept.type == "phrase":
-        attribute, obj = concept.words
-        return _objects_where(scene, lambda o: o.concept == obj and attribute in o.attributes)
-    if concept.type == "part":
-        ids = [i for i, p in enumerate(scene.parts) if p.concept == concept.name]
-        return np.isin(scene.part_map, ids)
-    if concept.type == "stuff":
-        ids = [i for i, s in enumerate(scene.stuff) if s == concept.name]
-        return np.isin(scene.stuff_map, ids) & (scene.object_map < 0)
-    raise ValueError(f"concept {concept.name!r} ({concept.type}) has no region")
+    merged = np.zeros(scene.object_map.shape, bool)
+    for mask in instance_masks(scene, concept):
+        merged |= mask
+    return merged
+
+
+def instance_masks(scene: RenderedScene, concept: Concept) -> list[np.ndarray]:
+    """[S, S] bool masks of the visible instances of a concept, one per instance.
+
+    Instances: objects of the class (object), part instances (part), stuff regions (stuff),
+    objects having the attribute (attribute, phrase). Their union is `concept_mask`;
+    instances with no visible pixel are left out.
+
+    Raises:
+        ValueError: for a context tag (no region).
+    """
+    keep = _object_filter(concept)
+    if keep is not None:
+        masks = [scene.object_map == i for i, o in enumerate(scene.objects) if keep(o)]
+    elif concept.type == "part":
+        masks = [scene.part_map == i for i, p in enumerate(scene.parts)
+                 if p.concept == concept.name]
+    elif concept.type == "stuff":
+        masks = [(scene.stuff_map == i) & (scene.object_map < 0)
+                 for i, s in enumerate(scene.stuff) if s == concept.name]
+    else:
+        raise ValueError(f"concept {concept.name!r} ({concept.type}) has no region")
+    return [m for m in masks if m.any()]
 
 
 def concept_areas(scene: RenderedScene, ontology: Ontology) -> dict[str, int]:
@@ -114,9 +128,16 @@ def instance_boxes(scene: RenderedScene) -> list[InstanceBox]:
     return out
 
 
-def _objects_where(scene: RenderedScene, keep: Callable[[ObjectInstance], bool]) -> np.ndarray:
-    ids = [i for i, o in enumerate(scene.objects) if keep(o)]
-    return np.isin(scene.object_map, ids)
+def _object_filter(concept: Concept) -> Callable[[ObjectInstance], bool] | None:
+    """Which objects make up an object, attribute or phrase concept; None for other types."""
+    if concept.type == "object":
+        return lambda o: o.concept == concept.name
+    if concept.type == "attribute":
+        return lambda o: concept.name in o.attributes
+    if concept.type == "phrase":
+        attribute, obj = concept.words
+        return lambda o: o.concept == obj and attribute in o.attributes
+    return None
 
 
 def _areas(scene: RenderedScene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,17 +25,19 @@ from conceptmask_tf.data.world.ontology import Ontology
 from conceptmask_tf.data.world.regions import (
     InstanceBox,
     concept_areas,
-    concept_mask,
     instance_boxes,
+    instance_masks,
 )
 from conceptmask_tf.data.world.scene import RenderedScene
 
 STAGING_MARKER = ".conceptworld-staging"
-WORLD_FORMAT_VERSION = 1
-EVAL_NOTE = ("eval/ and val/ files hold one annotation per (image, concept): all instances of "
-             "the concept merged into one RLE mask. Every held-out image is listed in every "
-             "split file. A concept whose visible area is below min_region_pixels is neither a "
-             "positive nor in neg_category_ids for that image.")
+WORLD_FORMAT_VERSION = 2
+EVAL_NOTE = ("eval/ and val/ files hold one annotation per visible instance (object, part "
+             "instance, stuff region; for an attribute or phrase, each object having it), with "
+             "its RLE mask and its box (COCO bbox, the box ground truth of Table 1). Every "
+             "held-out image is listed in every split file. A concept whose visible area is "
+             "below min_region_pixels is neither a positive nor in neg_category_ids for that "
+             "image.")
 
 
 @contextlib.contextmanager
@@ -223,11 +225,12 @@ class WorldFiles:
                 if area == 0:
                     negatives.append(concept.id)
                 elif area >= self.min_pixels:
-                    mask = concept_mask(scene, concept)
-                    record["annotations"].append({
-                        "id": len(record["annotations"]) + 1, "image_id": image_id,
-                        "category_id": concept.id, "segmentation": formats.rle_json(mask),
-                        "area": float(area), "bbox": formats.mask_bbox(mask), "iscrowd": 0})
+                    for mask in instance_masks(scene, concept):
+                        record["annotations"].append({
+                            "id": len(record["annotations"]) + 1, "image_id": image_id,
+                            "category_id": concept.id, "segmentation": formats.rle_json(mask),
+                            "area": float(mask.sum()), "bbox": formats.mask_bbox(mask),
+                            "iscrowd": 0})
                     self.eval_positives[part][concept.name] += 1
             record["images"].append(formats.coco_image(
                 image_id, name, scene.size, neg_category_ids=negatives,

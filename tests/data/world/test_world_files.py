@@ -200,6 +200,7 @@ def test_held_out_images_are_disjoint_from_training(tiny_world, root):
 
 def test_eval_ground_truth_matches_the_scenes(tiny_world, root):
     onto, min_px = tiny_world.ontology, tiny_world.config.region_min_pixels
+    several = 0
     for part, split, path in _eval_files(root):
         coco = COCO(path)
         categories = {c["id"]: c["name"] for c in coco.dataset["categories"]}
@@ -208,15 +209,27 @@ def test_eval_ground_truth_matches_the_scenes(tiny_world, root):
         for image in coco.dataset["images"]:
             scene = tiny_world.scenes[image["file_name"]]
             anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+            by_category = {}
             for ann in anns:
-                expected = concept_mask(scene, onto.concept(categories[ann["category_id"]]))
-                assert np.array_equal(coco.annToMask(ann).astype(bool), expected)
+                by_category.setdefault(ann["category_id"], []).append(ann)
+            for cid, instances in by_category.items():
+                # One annotation per visible instance: disjoint masks whose union is the
+                # concept's region, each with the box of its own pixels.
+                expected = concept_mask(scene, onto.concept(categories[cid]))
+                masks = [coco.annToMask(ann).astype(bool) for ann in instances]
+                assert np.array_equal(np.sum(masks, axis=0), expected)
+                for ann, mask in zip(instances, masks):
+                    rows, cols = np.nonzero(mask)
+                    assert ann["bbox"] == [cols.min(), rows.min(), cols.max() - cols.min() + 1,
+                                           rows.max() - rows.min() + 1]
                 assert expected.sum() >= min_px
-                positives[ann["category_id"]] += 1
+                positives[cid] += 1
+                several += len(instances) > 1
             for cid in image["neg_category_ids"]:
                 assert not concept_mask(scene, onto.concept(categories[cid])).any()
-            assert not set(image["neg_category_ids"]) & {a["category_id"] for a in anns}
+            assert not set(image["neg_category_ids"]) & set(by_category)
         assert min(positives.values()) >= tiny_world.config.min_eval_positives, (part, split)
+    assert several  # some concept has several instances in one image
 
 
 def test_eval_rle_is_compressed_coco(root):

@@ -1,14 +1,18 @@
 """Level assignment: sensible, seed-driven, and stable ids across worlds."""
 
 import collections
+import pathlib
+import re
 
 import pytest
 
 from conceptmask_tf.data.layout import SPLITS
+from conceptmask_tf.data.world import WorldConfig
 from conceptmask_tf.data.world.ontology import (
     CONCEPT_TYPES,
     OBJECT_CLASSES,
     PHRASE_CANDIDATES,
+    _is_sensible,
     _level_counts,
     build_ontology,
     check_catalogue,
@@ -16,6 +20,17 @@ from conceptmask_tf.data.world.ontology import (
 from conceptmask_tf.errors import UnknownConceptError
 
 SEEDS = range(12)
+FLAGS = pathlib.Path(__file__).resolve().parents[3] / "flags"
+
+
+def _num_phrases(flagfile: str) -> int:
+    return int(re.search(r"^--num_phrases=(\d+)$", (FLAGS / flagfile).read_text(),
+                         re.MULTILINE).group(1))
+
+
+# num_phrases of the flagfile worlds and of the tests' WorldConfig defaults.
+NUM_PHRASES = sorted({_num_phrases("world_default.cfg"), _num_phrases("world_alt.cfg"),
+                      WorldConfig().num_phrases})
 
 
 def test_catalogue_is_consistent():
@@ -51,7 +66,7 @@ def test_assignment_is_sensible(seed):
     for c in onto.at_level("zero_shot"):
         if c.type == "part":
             assert any(level[p] != "zero_shot" for p in c.parents), c.name
-        elif c.type == "phrase":
+        elif c.type == "phrase":  # composed of trained words
             assert all(level[w] != "zero_shot" for w in c.words), c.name
         else:
             kin = [o.name for o in onto.concepts
@@ -66,6 +81,48 @@ def test_assignment_is_sensible(seed):
         else:
             assert c.box_sources == ()
     assert onto.box_concepts("oi") and onto.box_concepts("vg")
+
+
+@pytest.mark.parametrize("num_phrases", NUM_PHRASES)
+@pytest.mark.parametrize("seed", range(31))
+def test_no_trained_phrase_contains_a_zero_shot_word(seed, num_phrases):
+    # DESIGN.md §3: a concept containing a zero-shot concept as a word is never trained.
+    onto = build_ontology(seed, num_phrases)
+    level = {c.name: c.level for c in onto.concepts}
+    zero_shot = {c.name for c in onto.at_level("zero_shot")}
+    assert len(onto.phrases) == num_phrases
+    for phrase in onto.phrases:
+        assert phrase.name.split() == list(phrase.words)
+        if phrase.level == "zero_shot":
+            assert all(level[w] != "zero_shot" for w in phrase.words), phrase.name
+        else:
+            assert not set(phrase.words) & zero_shot, phrase.name
+    # Every trained concept name, as words, avoids the zero-shot names.
+    for c in onto.region_concepts:
+        if c.level != "zero_shot":
+            assert not set(c.name.split()) & zero_shot, c.name
+
+
+def test_is_sensible_rejects_a_trained_phrase_with_a_zero_shot_word():
+    rows = [("bus", "object", "vehicle", (), ()), ("car", "object", "vehicle", (), ()),
+            ("red", "attribute", "colour", (), ()), ("blue", "attribute", "colour", (), ()),
+            ("red bus", "phrase", "phrase", (), ("red", "bus"))]
+    groups = [("cat", "object", "animal", (), ()), ("tree", "object", "plant", (), ())]
+    levels = {"bus": "zero_shot", "car": "strong", "red": "weak_image", "blue": "zero_shot",
+              "cat": "strong", "tree": "strong"}
+    assert not _is_sensible(rows + groups, {**levels, "red bus": "weak_image"})
+    assert not _is_sensible(rows + groups, {**levels, "red bus": "zero_shot"})
+    trained_bus = {**levels, "bus": "weak_box"}
+    assert _is_sensible(rows + groups, {**trained_bus, "red bus": "weak_image"})
+    assert _is_sensible(rows + groups, {**trained_bus, "red bus": "zero_shot"})
+
+
+def test_too_many_phrases_cannot_avoid_zero_shot_words():
+    # Two of the ten attributes are zero-shot and only "orange cat" and "green chair" use
+    # orange and green: at most 24 phrase candidates can be drawn.
+    assert len(build_ontology(0, num_phrases=24).phrases) == 24
+    with pytest.raises(RuntimeError, match="num_phrases=26.*at most 24"):
+        build_ontology(0, num_phrases=26)
 
 
 def test_seed_changes_assignment_but_not_ids():

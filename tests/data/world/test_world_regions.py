@@ -7,7 +7,9 @@ from conceptmask_tf.data.world import build_ontology, concept_areas, concept_mas
 from conceptmask_tf.data.world.regions import instance_boxes
 from conceptmask_tf.data.world.scene import MIN_VISIBLE_FRACTION, requirement_for
 
-ONTOLOGY = build_ontology(0, num_phrases=26)  # every phrase candidate
+# Every phrase candidate but two: a phrase never contains a zero-shot word, and two of the
+# ten attributes are zero-shot, so at most 24 candidates can be drawn.
+ONTOLOGY = build_ontology(0, num_phrases=24)
 SCENES = [sample_scene(64, np.random.default_rng([9, i]), 2, 6, 4) for i in range(40)]
 
 
