@@ -107,8 +107,8 @@ def run_demo(work_dir: str, world: WorldConfig, dim: int = 32, overwrite: bool =
     preview_path = os.path.join(config.report_dir, PREVIEW_FILE)
     write_world_preview(DataRoot(data_root), preview_path)
     if result.report is not None:
-        lines += ["", f"segmentation IoU on the {result.report['split']} split "
-                      "(full model | saliency baseline | oracle attention):"]
+        lines += ["", (f"segmentation IoU on the {result.report['split']} split "
+                       "(full model | saliency baseline | oracle attention):")]
         segmentation = result.report["segmentation"]
         for split in SPLITS:
             values = [segmentation[v][split]["iou"]

@@ -313,8 +313,8 @@ def summary(report: Mapping[str, Any], out_dir: str) -> str:
              f"  report.md     {os.path.join(out_dir, report_lib.REPORT_MD)}",
              f"  pictures      {pictures_dir} ({count} files)",
              "",
-             f"scored: the {report['split']} split "
-             f"({SCORED_SPLITS[report['split']]}/<split>.json)",
+             (f"scored: the {report['split']} split "
+              f"({SCORED_SPLITS[report['split']]}/<split>.json)"),
              "",
              "IoU by supervision split (paper Tables 2-3):",
              f"  {'':<26}" + "".join(f"{s:>12}" for s in SPLITS)]

@@ -145,7 +145,7 @@ class OracleAttention:
         images = tf.reshape(truth, tf.concat([[-1], shape[2:], [1]], axis=0))  # [BK, H, W, 1]
         maps = tf.image.resize(images, (side, side), method="area")  # [B * K, s, s, 1]
         if self.blur_sigma > 0:
-            radius = max(1, int(round(3 * self.blur_sigma)))
+            radius = max(1, round(3 * self.blur_sigma))
             taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / self.blur_sigma) ** 2)
             kernel = tf.constant(np.outer(taps, taps)[:, :, None, None], tf.float32)
             # Divided by the blurred ones: the zero padding at the border does not darken

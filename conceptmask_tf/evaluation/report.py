@@ -309,10 +309,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _split_line(report: Mapping[str, Any]) -> list[str]:
     if report["split"] == "test":
-        return ["Scored on the **test** split (`eval/<split>.json`); presence and the "
-                "weak-concept θ were calibrated on the validation split (`val/`).", ""]
-    return ["Scored on the **validation** split (`val/<split>.json`): figures for choosing "
-            "settings, not for reporting (score the test split for those).", ""]
+        return [("Scored on the **test** split (`eval/<split>.json`); presence and the "
+                 "weak-concept θ were calibrated on the validation split (`val/`)."), ""]
+    return [("Scored on the **validation** split (`val/<split>.json`): figures for choosing "
+             "settings, not for reporting (score the test split for those)."), ""]
 
 
 def _attention_section(report: Mapping[str, Any]) -> list[str]:

@@ -13,8 +13,8 @@ from conceptmask_tf.data.types import ConceptMask
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.evaluation.eval_set import (
     EMPTY_MASK,
-    EvalPair,
     SIZE_MISMATCH,
+    EvalPair,
     load_eval_set,
     make_batches,
     pad_concepts,

@@ -191,3 +191,36 @@ def test_the_split_chooses_the_ground_truth_folder_and_nothing_else_is_read(work
                  **kwargs)
     with pytest.raises(ValueError, match="split must be one of"):
         evaluate(models, str(val_only), str(tmp_path / "d"), split="eval", **kwargs)
+
+
+@pytest.mark.slow
+def test_single_att_runs_one_attention_pass_at_the_first_scale(tmp_path):
+    # Ours-singleAtt: the segmentation network trained with --single_att sees only the
+    # refined attention of the first scale (the image at S); its masks are exactly that.
+    import numpy as np
+    import tensorflow as tf
+
+    models = _write_models(str(tmp_path / "models"))
+    single = tiny.segmentation_model(1)
+    os.makedirs(os.path.join(models, "segmentation_single_att"))
+    single.save(os.path.join(models, "segmentation_single_att", "segmentation.keras"))
+    with open(os.path.join(models, "segmentation_single_att", "config.json"), "w") as f:
+        json.dump({"stage": "segmentation", "config": {
+            "image_size": 32, "attention_scales": [1.0, 2.0], "single_att": True}}, f)
+    variants = load_variants(models)
+    assert variants.single_att_scales == (1.0,)
+    model = variants.concept_mask("refinement", "segmentation_single_att")
+    image = tiny.images(1, 24, seed=2, width=40)  # resized to 32 x 32 inside
+    vectors = tiny.word_vectors()[None, :3]
+    got = np.asarray(model({"image": image, "word_vectors": vectors})["mask_probs"])
+
+    refinement = variants.networks["refinement"]
+    resized = tf.image.resize(image, (32, 32), antialias=False)
+    embedded = refinement.embedding(resized, training=False)
+    logits, _ = refinement.refine(embedded["embedding_map"], tf.constant(vectors))
+    attention = tf.transpose(tf.sigmoid(logits), (0, 3, 1, 2))  # [1, 3, 4, 4]
+    masks = variants.networks["segmentation_single_att"](
+        {"image": resized, "attention_0": attention})["logits"]  # [1, 3, 32, 32]
+    expected = tf.sigmoid(tf.transpose(tf.image.resize(
+        tf.transpose(masks, (0, 2, 3, 1)), (24, 40), antialias=False), (0, 3, 1, 2)))
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -219,8 +219,8 @@ def test_markdown_table_2_rows_are_ours_saliency_and_oracle_next_to_the_paper():
                            "0.350", "0.850", "Saliency-DSS", "0.592", "0.407", "0.307"]
     assert rows[2][1] == "Oracle attention (ceiling)" and rows[2][6] == "0.800"
     assert rows[2][8:] == ["–"] * 4  # the paper has no such row
-    weak_image = [line for line in markdown.splitlines()
-                  if line.startswith("| weak_image") and "Saliency (" in line][0]
+    weak_image = next(line for line in markdown.splitlines()
+                      if line.startswith("| weak_image") and "Saliency (" in line)
     assert "| – |" in weak_image  # the saliency IoU was not measured
     assert "Targets" not in markdown  # the world's acceptance checks are not a user's
 

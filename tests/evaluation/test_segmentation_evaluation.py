@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 import pytest
 
 from conceptmask_tf.evaluation.eval_set import load_eval_set

@@ -1,6 +1,8 @@
 """Calibration of presence threshold/scale and weak-concept theta (paper §4.4)."""
 
 import math
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.splits import read_splits
+from conceptmask_tf.evaluation.eval_set import load_eval_set
 from conceptmask_tf.models import ConceptMask
 from conceptmask_tf.training import artifacts
 from conceptmask_tf.training.calibration import (
@@ -18,6 +21,7 @@ from conceptmask_tf.training.calibration import (
     presence_metrics,
     set_weak_theta,
 )
+from tests.evaluation import eval_fixtures as fx
 
 LN9 = math.log(9.0)
 
@@ -173,3 +177,77 @@ def test_set_weak_theta_changes_weak_masks_only(world, stage2, stage3):
     assert np.abs(own[:, 0] - neighbour[:, 0]).max() > 1e-4
     with pytest.raises(ValueError, match="theta"):
         set_weak_theta(model, 1.5)
+
+
+class _BlendLayer:
+    theta = 1.0
+
+
+class _PresenceLayer:
+    def set_calibration(self, threshold, scale):
+        self.calibration = (threshold, scale)
+
+
+class KnownBestModel:
+    """A ConceptMask stand-in on the evaluation fixture whose best values are known.
+
+    similarity: 0.8 for a concept annotated in the image (crowd-only "car" too), 0.2 for
+    any other, so the best threshold is the midpoint 0.5. mask_probs: the ground truth for supervised concepts;
+    for weak_image concepts ("red car") the ground truth only at theta = 0.25 (empty
+    otherwise), so the weak_image validation IoU peaks there and nowhere else.
+    """
+
+    num_supervised = 4
+
+    def __init__(self, eval_set):
+        self.truth = fx.FakeModel(eval_set, fx.oracle_rule)
+        self.weak_theta = 1.0
+        self.blend = _BlendLayer()
+        self.presence_score = _PresenceLayer()
+        self.thetas_seen = []
+
+    def get_layer(self, name):
+        assert name == "weak_blend"
+        return self.blend
+
+    def __call__(self, inputs, training=False):
+        probs = self.truth(inputs)["mask_probs"]  # [1, K, H, W]
+        image = self.truth.images[np.asarray(inputs["image"], np.float32)[0].tobytes()]
+        concepts = [self.truth.concepts[v.tobytes()] for v in
+                    np.asarray(inputs["word_vectors"], np.float32)[0]]
+        self.thetas_seen.append(self.blend.theta)
+        for k, concept in enumerate(concepts):
+            if concept == "red car" and self.blend.theta != 0.25:
+                probs[0, k] = 0.0
+        annotated = {c for present, _ in (f.get(image, ([], [])) for f in
+                                          fx.SPLIT_FILES.values()) for c in present}
+        return {"mask_probs": probs,
+                "similarity": np.array([[0.8 if c in annotated else 0.2 for c in concepts]])}
+
+
+def test_calibration_on_validation_files_finds_the_known_best_theta_and_threshold(tmp_path):
+    root = fx.write_data_root(str(tmp_path / "root"), splits=("strong", "weak_box", "weak_image"),
+                              val=True)
+    shutil.rmtree(os.path.join(root, "eval"))  # calibration reads val/ and nothing else
+    concepts = fx.write_concepts(str(tmp_path / "concepts"))
+    eval_set = load_eval_set(root, fx.embeddings(), which="val")
+    model = KnownBestModel(eval_set)
+    result = calibrate_model(model, root, concepts)
+    assert result["theta"] == 0.25 and model.weak_theta == 0.25
+    assert result["theta_iou"][0.25] == 1.0
+    assert all(iou == 0.0 for theta, iou in result["theta_iou"].items() if theta != 0.25)
+    assert set(model.thetas_seen) == {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert result["threshold"] == pytest.approx(0.5)
+    assert result["scale"] == pytest.approx(LN9 / 0.3)  # half the 0.8 - 0.2 gap
+    assert model.presence_score.calibration == (result["threshold"], result["scale"])
+    # Present: dog x2, car (crowd only), sky x2, cat, red car; verified absent: car, sky,
+    # cat, red car.
+    assert (result["presence"]["positives"], result["presence"]["negatives"]) == (7, 4)
+    assert result["presence"]["balanced_accuracy"] == 1.0
+
+
+def test_calibration_without_validation_files_reads_no_test_file(tmp_path):
+    root = fx.write_data_root(str(tmp_path / "root"))  # eval/ only
+    concepts = fx.write_concepts(str(tmp_path / "concepts"))
+    with pytest.raises(FileNotFoundError, match="val/strong.json"):
+        calibrate_model(KnownBestModel(load_eval_set(root, fx.embeddings())), root, concepts)
