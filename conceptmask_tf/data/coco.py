@@ -337,8 +337,9 @@ def _masked_image(image: _Image, categories: dict[int, str], rank: dict[int, int
     """Merges an image's masks (ordered by `rank`, the category's position in the file)."""
     masks = []
     for category_id in sorted(image.positives.keys() | image.crowds.keys(), key=rank.get):
-        rle, ignore = _merge(image.positives.get(category_id, []),
-                             image.crowds.get(category_id, []), image.height, image.width)
+        rle, ignore = merge_instances(image.positives.get(category_id, []),
+                                      image.crowds.get(category_id, []), image.height,
+                                      image.width)
         masks.append(ConceptMask(concept=categories[category_id], rle=rle, ignore_rle=ignore,
                                  boxes=tuple(image.boxes.get(category_id, ()))))
     neg_concepts = []
@@ -355,9 +356,18 @@ def _masked_image(image: _Image, categories: dict[int, str], rank: dict[int, int
                        neg_concepts=tuple(neg_concepts))
 
 
-def _merge(positives: list[Rle], crowds: list[Rle], height: int,
-           width: int) -> tuple[Rle, Rle | None]:
-    """Union of the positives, and the crowd union minus it (None if that is empty)."""
+def merge_instances(positives: list[Rle], crowds: list[Rle], height: int,
+                    width: int) -> tuple[Rle, Rle | None]:
+    """Union of the positives, and the crowd union minus it (None if that is empty).
+
+    Args:
+        positives: Non-crowd masks (compressed RLEs of one size).
+        crowds: Crowd masks (pixels neither positive nor negative).
+        height, width: The mask size (for an empty union).
+
+    Returns:
+        (union RLE, ignore RLE or None).
+    """
     if positives:
         rle = mask_utils.merge(positives, intersect=False)
     else:

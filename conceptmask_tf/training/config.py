@@ -192,7 +192,28 @@ class RefinementConfig(TrainingConfig):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SegmentationConfig(TrainingConfig):
+class MaskNetworkConfig(TrainingConfig):
+    """What the stage-3 segmentation network and the saliency baseline share: the
+    encoder-decoder's widths and the mask loss."""
+
+    encoder_widths: tuple[int, ...] = _field((32, 64, 96, 128), "Channels of the four "
+                                                                "encoder stages.")
+    decoder_widths: tuple[int, ...] = _field((64, 32, 16), "Channels of the three decoder "
+                                                           "blocks.")
+    positive_weight: float = _field(1.0, "Weight of mask pixels in the mask loss (see "
+                                         "MaskLoss; 1 = plain cross-entropy).")
+
+    def _stage_problems(self) -> list[str]:
+        problems = []
+        if len(self.encoder_widths) != 4 or len(self.decoder_widths) != 3:
+            problems.append("need 4 encoder_widths and 3 decoder_widths")
+        if self.positive_weight <= 0:
+            problems.append(f"positive_weight must be > 0, got {self.positive_weight}")
+        return problems
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SegmentationConfig(MaskNetworkConfig):
     """Stage 3 (paper §4.3): label-agnostic masks from the image and frozen stage-2 attention."""
 
     refinement_model_dir: str = _field(help="Model dir of a trained stage 2 "
@@ -203,12 +224,6 @@ class SegmentationConfig(TrainingConfig):
                                                              "image_size, of the attention "
                                                              "passes (the paper: 300 and 700 "
                                                              "px).")
-    encoder_widths: tuple[int, ...] = _field((32, 64, 96, 128), "Channels of the four "
-                                                                "encoder stages.")
-    decoder_widths: tuple[int, ...] = _field((64, 32, 16), "Channels of the three decoder "
-                                                           "blocks.")
-    positive_weight: float = _field(1.0, "Weight of mask pixels in the mask loss (see "
-                                         "MaskLoss; 1 = plain cross-entropy).")
     guided_attention_rate: float = _field(0.0, "Fraction of training examples whose "
                                                "attention maps are blended with their "
                                                "coarse ground-truth mask (weight ~ U(0, 1)) "
@@ -223,15 +238,11 @@ class SegmentationConfig(TrainingConfig):
         return self.attention_scales[:1] if self.single_att else self.attention_scales
 
     def _stage_problems(self) -> list[str]:
-        problems = []
+        problems = super()._stage_problems()
         if not self.refinement_model_dir:
             problems.append("refinement_model_dir is required")
         if not self.attention_scales or any(s <= 0 for s in self.attention_scales):
             problems.append(f"attention_scales must be positive, got {self.attention_scales}")
-        if len(self.encoder_widths) != 4 or len(self.decoder_widths) != 3:
-            problems.append("need 4 encoder_widths and 3 decoder_widths")
-        if self.positive_weight <= 0:
-            problems.append(f"positive_weight must be > 0, got {self.positive_weight}")
         if not 0.0 <= self.guided_attention_rate <= 1.0:
             problems.append("guided_attention_rate must be in [0, 1], got "
                             f"{self.guided_attention_rate}")
@@ -239,29 +250,14 @@ class SegmentationConfig(TrainingConfig):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SaliencyConfig(TrainingConfig):
+class SaliencyConfig(MaskNetworkConfig):
     """The saliency baseline (paper §5.3-§5.4): a concept-blind foreground network.
 
     The stage-3 encoder-decoder without attention input, trained on the stage-3 training
     images to predict the union of the masks of all their mask concepts.
     """
 
-    encoder_widths: tuple[int, ...] = _field((32, 64, 96, 128), "Channels of the four "
-                                                                "encoder stages.")
-    decoder_widths: tuple[int, ...] = _field((64, 32, 16), "Channels of the three decoder "
-                                                           "blocks.")
-    positive_weight: float = _field(1.0, "Weight of mask pixels in the mask loss (see "
-                                         "MaskLoss; 1 = plain cross-entropy).")
-
     stage: typing.ClassVar[str] = "saliency"
-
-    def _stage_problems(self) -> list[str]:
-        problems = []
-        if len(self.encoder_widths) != 4 or len(self.decoder_widths) != 3:
-            problems.append("need 4 encoder_widths and 3 decoder_widths")
-        if self.positive_weight <= 0:
-            problems.append(f"positive_weight must be > 0, got {self.positive_weight}")
-        return problems
 
 
 CONFIG_CLASSES: dict[str, type[TrainingConfig]] = {

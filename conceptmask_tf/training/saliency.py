@@ -19,19 +19,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
-from pycocotools import mask as mask_utils
 
-from conceptmask_tf.data.coco import read_coco_instances
-from conceptmask_tf.data.layout import DataRoot
+from conceptmask_tf.data.coco import merge_instances
 from conceptmask_tf.data.pipelines import segmentation_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import ConceptMask, MaskedImage
-from conceptmask_tf.errors import DataError
 from conceptmask_tf.losses import MaskLoss
 from conceptmask_tf.models import SegmentationModel
 from conceptmask_tf.training import artifacts, runner
 from conceptmask_tf.training.concept_sets import MASK_LEVELS, load_training_concepts
 from conceptmask_tf.training.config import SaliencyConfig
+from conceptmask_tf.training.segmentation import mask_targets
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -84,28 +82,16 @@ def foreground_masks(config: SaliencyConfig, skips: SkipCounter
         FileNotFoundError: No coco/instances_train.json.
         DataError: Malformed input, or no mask concept is a target.
     """
-    root = DataRoot(config.data_root)
-    coco_path = root.require(root.coco_instances, "the saliency baseline's training")
-    concepts = load_training_concepts(config.data_root, config.concepts_dir)
-    masked = [image for image in read_coco_instances(coco_path, skips=skips) if image.masks]
-    index = concepts.target_index({m.concept for image in masked for m in image.masks},
-                                  MASK_LEVELS, skips)
-    if not index:
-        raise DataError("no mask concept is a target of the saliency baseline (in "
-                        f"concepts.tsv, at level {' or '.join(MASK_LEVELS)} of splits.json, "
-                        "neither zero-shot nor containing a zero-shot word)", path=coco_path)
+    masked, index = mask_targets(config, load_training_concepts(config.data_root,
+                                                                config.concepts_dir), skips)
     merged = []
     for image in masked:
         targets = [m for m in image.masks if m.concept in index]
         if not targets:
             continue
-        rle = mask_utils.merge([m.rle for m in targets], intersect=False)
-        crowds = [m.ignore_rle for m in targets if m.ignore_rle is not None]
-        ignore = None
-        if crowds:
-            crowd = mask_utils.decode(mask_utils.merge(crowds, intersect=False))
-            crowd = crowd & (1 - mask_utils.decode(rle))  # [h, w]
-            ignore = mask_utils.encode(np.asfortranarray(crowd)) if crowd.any() else None
+        rle, ignore = merge_instances([m.rle for m in targets],
+                                      [m.ignore_rle for m in targets if m.ignore_rle is not None],
+                                      image.height, image.width)
         merged.append(dataclasses.replace(image, masks=(ConceptMask(FOREGROUND, rle, ignore),),
                                           neg_concepts=()))
     return merged, sorted(index)

@@ -40,7 +40,7 @@ from conceptmask_tf.training.concept_sets import (
     TrainingConcepts,
     load_training_concepts,
 )
-from conceptmask_tf.training.config import SegmentationConfig
+from conceptmask_tf.training.config import SegmentationConfig, TrainingConfig
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -185,9 +185,11 @@ def train(config: SegmentationConfig,
             skips=skips, callbacks=callbacks)
 
 
-def mask_targets(config: SegmentationConfig, concepts: TrainingConcepts, skips: SkipCounter
+def mask_targets(config: TrainingConfig, concepts: TrainingConcepts, skips: SkipCounter
                  ) -> tuple[list[MaskedImage], dict[str, int]]:
     """The images with masks and the mask concepts trained on (-> vocabulary row).
+
+    Stage 3's targets; the saliency baseline trains on the same (`training.saliency`).
 
     Raises:
         FileNotFoundError: No coco/instances_train.json.
