@@ -3,7 +3,8 @@
 `conceptmask-demo` calls `run_demo`: it generates the concept world (unless the same one is
 there already), runs the whole pipeline on it (concept vectors, the three stages, their
 ablations and the saliency baseline, evaluation of the test split with the paper's tables),
-and adds a preview of the world and the nearest concepts in word space. Finished steps are skipped, so a rerun resumes.
+and adds a preview of the world and the nearest concepts in word space. Finished steps are
+skipped, so a rerun resumes.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ SKIP_SHORT_POLYGON = "polygon with fewer than 3 points"
 SKIP_EMPTY_MASK = "annotation whose mask has no pixel"
 SKIP_UNKNOWN_NEG = "neg_category_id not in 'categories'"
 SKIP_CONFLICTING_NEG = "neg_category_id that is also annotated in the image"
-SKIP_BAD_BBOX = "annotation 'bbox' that is not [x, y, width > 0, height > 0] (box taken from its mask)"
+SKIP_BAD_BBOX = ("annotation 'bbox' that is not [x, y, width > 0, height > 0] (box taken from "
+                 "its mask)")
 
 Box = tuple[float, float, float, float]
 

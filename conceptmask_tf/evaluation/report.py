@@ -104,7 +104,8 @@ class Picture:
 
 
 def _required_schema() -> dict[str, Any]:
-    """The required keys of a report; leaves say what a value must be ("number" or "count")."""
+    """The required keys of a report; leaves say what a value must be ("number", "count",
+    "split", "object" or "timings")."""
     attention = {v: {m: "number" for m in ATTENTION_METRICS} for v in ATTENTION_VARIANTS}
     split = {**{m: "number" for m in SEGMENTATION_METRICS}, **{c: "count" for c in SEGMENTATION_COUNTS}}
     segmentation = {v: {s: dict(split) for s in SPLITS} for v in SEGMENTATION_VARIANTS}

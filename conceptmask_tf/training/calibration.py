@@ -298,8 +298,8 @@ def calibrate_model(model: Any, data_root: str, concepts_dir: str,
     vector are skipped and counted, and so are the concepts that are no training target by
     the data root's splits.json (zero-shot, or containing a zero-shot word:
     `TrainingConcepts.excluded`), so they choose neither theta nor the threshold. Present
-    vs verified-absent similarities of all splits calibrate presence (`calibrate_presence`). If "weak_image" is among `splits` and the
-    model has supervised vectors, every theta is tried on the weak_image images and the one
+    vs verified-absent similarities of all splits calibrate presence (`calibrate_presence`).
+    If "weak_image" is among `splits` and the model has supervised vectors, every theta is tried on the weak_image images and the one
     with the best mean IoU is kept (`choose_weak_theta`); the other splits then run once with
     it. Masks are binarised at 0.5; IoU is per (image, concept), averaged per concept, then
     over concepts. Images run one at a time, eagerly.
