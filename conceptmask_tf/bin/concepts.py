@@ -1,8 +1,9 @@
 """conceptmask-concepts: concept vocabulary, PMI word vectors and the overlap matrix.
 
 Writes into --out_dir: concepts.tsv (concept, count, idf; line i + 2 = row i),
-word_vectors.npy (float32 [V, D]) and overlap.npz (O, gamma, co-occurrence over the concepts
-with masks or boxes; empty with --overlap_source=none).
+word_vectors.npy (float32 [V, D]), overlap.npz (O, gamma, co-occurrence over the concepts
+with masks or boxes; empty with --overlap_source=none) and vector_diagnostics.json (concepts
+whose vectors are zero or near-identical to others', also warned about in the summary).
 
 Examples:
     conceptmask-concepts --data_root=/tmp/world --dim=64 --out_dir=/tmp/work/concepts

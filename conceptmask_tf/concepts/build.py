@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from conceptmask_tf.concepts import diagnostics as diagnostics_lib
 from conceptmask_tf.concepts import overlap_sources
 from conceptmask_tf.concepts import progress as progress_lib
 from conceptmask_tf.concepts.embeddings import CONCEPTS_FILE, VECTORS_FILE, ConceptEmbeddings
@@ -35,6 +36,7 @@ class BuildSummary:
     skips: SkipCounter
     overlap_skips: SkipCounter
     timer: progress_lib.PhaseTimer
+    diagnostics: dict = dataclasses.field(default_factory=dict)
 
     def text(self) -> str:
         """A short human-readable summary."""
@@ -45,7 +47,8 @@ class BuildSummary:
         clamped = f" (asked {c.requested_dim}, clamped to V)" if dim != c.requested_dim else ""
         lines = [
             (f"wrote {os.path.join(self.out_dir, CONCEPTS_FILE)}, {VECTORS_FILE} "
-             f"(float32 [{len(c.vocabulary)}, {dim}]) and {OVERLAP_FILE}"),
+             f"(float32 [{len(c.vocabulary)}, {dim}]), {OVERLAP_FILE} and "
+             f"{diagnostics_lib.DIAGNOSTICS_FILE}"),
             (f"  images N = {self.num_images:,}, tags = {self.num_tags:,}, "
              f"concepts V = {len(c.vocabulary):,}, dimension D = {dim}{clamped}"),
             (f"  eigenvalues {values[0]:.4g} .. {values[-1]:.4g} "
@@ -57,6 +60,7 @@ class BuildSummary:
              f"{int(np.sum(self.overlap.gamma > 0))} constrained pairs (gamma > 0)"),
             "  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timer.wall.items()),
         ]
+        lines += diagnostics_lib.summary_lines(self.diagnostics) if self.diagnostics else []
         lines += [r for r in (self.skips.report(), self.overlap_skips.report()) if r]
         return "\n".join(lines)
 
@@ -74,7 +78,8 @@ def build_concepts(tags_path: str, out_dir: str, dim: int, min_count: int = 1,
                    overlap_source: str = "none", overlap_grid: int = 64,
                    eigen_method: str = "auto", eigen_tol: float = 1e-3, seed: int = 0,
                    strict: bool = False, progress: bool = False) -> BuildSummary:
-    """Builds and writes concepts.tsv, word_vectors.npy and overlap.npz into `out_dir`.
+    """Builds and writes concepts.tsv, word_vectors.npy, overlap.npz and
+    vector_diagnostics.json (`concepts.diagnostics`) into `out_dir`.
 
     Args:
         tags_path: ``tags.jsonl``, or an Open Images image-level labels CSV.
@@ -116,5 +121,8 @@ def build_concepts(tags_path: str, out_dir: str, dim: int, min_count: int = 1,
         os.makedirs(out_dir, exist_ok=True)
         ConceptEmbeddings(concepts.vocabulary, concepts.vectors).save(out_dir)
         overlap.save(os.path.join(out_dir, OVERLAP_FILE))
+        diagnostics = diagnostics_lib.vector_diagnostics(concepts.vocabulary.concepts,
+                                                         concepts.vectors)
+        diagnostics_lib.save_diagnostics(diagnostics, out_dir)
     return BuildSummary(out_dir, corpus.num_images, len(corpus.tag_ids), concepts, overlap,
-                        overlap_source, skips, overlap_skips, timer)
+                        overlap_source, skips, overlap_skips, timer, diagnostics)

@@ -75,8 +75,10 @@ def evaluate_attention(predict: Predictor, eval_set: EvalSet, variants: Sequence
         progress: Show a progress bar.
 
     Returns:
-        split -> variant -> {metric of `ATTENTION_METRICS`, "concepts", "images"}; splits
-        and variants of `ATTENTION_VARIANTS` without a pair get `null_attention()`.
+        split -> variant -> {metric of `ATTENTION_METRICS`, "concepts", "images",
+        "per_concept": concept -> {metric: its mean over the concept's images}}; splits and
+        variants of `ATTENTION_VARIANTS` without a pair get `null_attention()` (no
+        "per_concept").
     """
     splits = tuple(eval_set.splits if splits is None else splits)
     averagers = {(s, v): metrics.ConceptAverager(ATTENTION_METRICS)
@@ -101,5 +103,76 @@ def evaluate_attention(predict: Predictor, eval_set: EvalSet, variants: Sequence
         results[split] = {v: null_attention() for v in ATTENTION_VARIANTS}
         for variant in variants:
             if (split, variant) in averagers:
-                results[split][variant] = averagers[split, variant].result()
+                averager = averagers[split, variant]
+                results[split][variant] = {**averager.result(),
+                                            "per_concept": averager.per_concept()}
     return results
+
+
+SIMILAR_VECTORS = 0.5  # cosine from which a pair's word vectors count as similar
+
+
+def concept_specificity(predict: Predictor, eval_set: EvalSet, variants: Sequence[str],
+                        batch_size: int = 16, progress: bool = True) -> dict[str, Any]:
+    """How often a concept's map peaks in its own region rather than another concept's.
+
+    Over every image and every ordered pair (a, b) of concepts present in it whose ground
+    truths do not overlap (any splits): a's map is specific when its maximum over a's mask
+    is above its maximum over b's (a tie counts half). Pairs are also split by the cosine
+    of their word vectors: a pair whose vectors are alike (cosine >= `SIMILAR_VECTORS`) is
+    the harder case, and vectors that are near-identical cannot be told apart at all.
+
+    Args:
+        predict: Returns one [B, K, H, W] map per name in `variants` (`AttentionMaps`).
+        eval_set: The ground truth.
+        variants: Map names to score.
+        batch_size: Most images per model call.
+        progress: Show a progress bar.
+
+    Returns:
+        {"pairs": n ordered pairs, "similar_pairs": n with alike vectors,
+         "mean_cosine": mean word-vector cosine over the pairs (None without pairs),
+         variant: {"own_region": fraction, "own_region_similar": fraction over the alike
+         pairs (None without one)}}.
+    """
+    unit = {c: v / max(float(np.linalg.norm(v)), 1e-12) for c, v in eval_set.vectors.items()}
+    wins = {v: [] for v in variants}
+    similar_wins = {v: [] for v in variants}
+    cosines: list[float] = []
+    current, members = None, []
+
+    def score_image(members: list[tuple[str, np.ndarray, dict[str, np.ndarray]]]) -> None:
+        for i, (a, mask_a, maps_a) in enumerate(members):
+            for j, (b, mask_b, _) in enumerate(members):
+                if i == j or (mask_a & mask_b).any():
+                    continue
+                cosine = float(unit[a] @ unit[b])
+                cosines.append(cosine)
+                for variant in variants:
+                    own, other = maps_a[variant][mask_a].max(), maps_a[variant][mask_b].max()
+                    win = 1.0 if own > other else 0.5 if own == other else 0.0
+                    wins[variant].append(win)
+                    if cosine >= SIMILAR_VECTORS:
+                        similar_wins[variant].append(win)
+
+    for image, pair, maps in predict_pairs(predict, eval_set, eval_set.splits, keys=variants,
+                                           batch_size=batch_size, progress=progress,
+                                           desc="concept specificity"):
+        if image.image != current:
+            score_image(members)
+            current, members = image.image, []
+        if all(pair.concept != c for c, _, _ in members):  # a concept in two splits: once
+            truth, ignore = pair.truth()
+            region = truth & ~ignore if ignore is not None else truth
+            if region.any():
+                members.append((pair.concept, region, maps))
+    score_image(members)
+    result: dict[str, Any] = {
+        "pairs": len(cosines), "similar_pairs": sum(c >= SIMILAR_VECTORS for c in cosines),
+        "mean_cosine": float(np.mean(cosines)) if cosines else None}
+    for variant in variants:
+        result[variant] = {
+            "own_region": float(np.mean(wins[variant])) if wins[variant] else None,
+            "own_region_similar": (float(np.mean(similar_wins[variant]))
+                                   if similar_wins[variant] else None)}
+    return result

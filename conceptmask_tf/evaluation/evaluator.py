@@ -12,7 +12,8 @@ Steps (DESIGN.md §5):
   3. Attention maps (paper Table 1, `attention_evaluation`: against the ground-truth
      boxes as the paper scores them, plus mask-based columns) on every split;
      `report["attention"]` is weak_box (the paper's OIVG-750 box-supervised concepts),
-     the rest under "attention_by_split".
+     the rest under "attention_by_split"; and their specificity (`concept_specificity`:
+     does a concept's map peak in its own region rather than in another present concept's).
   4. Segmentation (paper Tables 2-3) of each variant on every split:
        full              ConceptMask(refinement, segmentation), the segmentation config's
                          scales;
@@ -39,10 +40,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from conceptmask_tf.concepts.diagnostics import concept_flags, load_diagnostics
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings, require_concepts
 from conceptmask_tf.data.layout import SPLITS, DataRoot
 from conceptmask_tf.evaluation import report as report_lib
-from conceptmask_tf.evaluation.attention_evaluation import evaluate_attention, null_attention
+from conceptmask_tf.evaluation.attention_evaluation import (
+    concept_specificity,
+    evaluate_attention,
+    null_attention,
+)
 from conceptmask_tf.evaluation.eval_set import EvalSet, load_eval_set
 from conceptmask_tf.evaluation.pictures import choose_pictures, write_pictures
 from conceptmask_tf.evaluation.predictors import (
@@ -140,12 +146,17 @@ def _evaluate_segmentation_variants(models: Mapping[str, Any | None], full_predi
                                     presence_predictor: Any, eval_set: EvalSet, dim: int,
                                     batch_size: int, progress: bool,
                                     timing: dict[str, float | None]
-                                    ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Segmentation metrics of every variant and the full model's presence.
+                                    ) -> tuple[dict[str, dict[str, Any]], dict[str, Any],
+                                               dict[str, dict[str, Any]]]:
+    """Segmentation metrics of every variant, the full model's presence, and per concept.
 
     A missing variant (None) gets null metrics; each variant's seconds go into `timing`.
+
+    Returns:
+        (variant -> split -> metrics, presence, variant -> split -> concept -> metrics).
     """
     segmentation: dict[str, dict[str, Any]] = {}
+    per_concept: dict[str, dict[str, Any]] = {}
     presence = null_presence()
     for name, model in models.items():
         if model is None:
@@ -160,10 +171,11 @@ def _evaluate_segmentation_variants(models: Mapping[str, Any | None], full_predi
             presence=is_full, presence_predict=presence_predictor, batch_size=batch_size,
             progress=progress, desc=f"segmentation {name}", with_truth=with_truth)
         segmentation[name] = result.by_split
+        per_concept[name] = result.per_concept
         if result.presence is not None:
             presence = result.presence
         timing[f"segmentation_{name}"] = time.perf_counter() - phase
-    return segmentation, presence
+    return segmentation, presence, per_concept
 
 
 def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | None = None,
@@ -226,12 +238,15 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
     maps = AttentionMaps(variants.fully_convolutional_embedding(),
                          variants.networks["refinement"],
                          variants.networks.get("refinement_no_neg"), variants.image_size)
-    attention_by_split = evaluate_attention(compiled(maps, model_dim), eval_set, maps.variants,
+    attention_predictor = compiled(maps, model_dim)
+    attention_by_split = evaluate_attention(attention_predictor, eval_set, maps.variants,
                                             batch_size=batch_size, progress=progress)
+    specificity = concept_specificity(attention_predictor, eval_set, maps.variants,
+                                      batch_size=batch_size, progress=progress)
     timing["attention"] = time.perf_counter() - phase
 
     full_predictor = compiled(full, model_dim)
-    segmentation, presence = _evaluate_segmentation_variants(
+    segmentation, presence, segmentation_per_concept = _evaluate_segmentation_variants(
         _segmentation_models(variants, full, supervised_vectors), full_predictor,
         compiled(presence_model(full), model_dim), eval_set, model_dim, batch_size, progress,
         timing)
@@ -263,25 +278,75 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
                                  for s in eval_set.missing_splits)],
                              skipped={"unknown_concepts": dict(eval_set.unknown_concepts),
                                       "records": eval_set.skips.as_dict()},
-                             pictures=pictures)
+                             pictures=pictures,
+                             per_concept=per_concept_rows(
+                                 attention_by_split, segmentation_per_concept,
+                                 eval_set.supercategories,
+                                 concept_flags(load_diagnostics(concepts_dir) or {})),
+                             specificity=specificity)
     report_lib.write_report(report, out_dir, pictures)
     return report
+
+
+def per_concept_rows(attention_by_split: Mapping[str, Mapping[str, Any]],
+                     segmentation: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                     kinds: Mapping[tuple[str, str], str | None],
+                     flags: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """The report's "per_concept" section: one row per (split, concept), by name.
+
+    Args:
+        attention_by_split: `evaluate_attention`'s result (entries with "per_concept").
+        segmentation: variant -> split -> concept -> {"precision", "recall", "iou",
+            "images"} (`SegmentationResult.per_concept`).
+        kinds: (split, concept) -> the category's "supercategory" (the world: its type).
+        flags: concept -> a note on its word vector (`concepts.diagnostics.concept_flags`).
+
+    Returns:
+        split -> [{"concept", "kind", "images", "vector", "iou": {variant: value},
+        "precision" / "recall": {"full": value}, "pointing_game" / "soft_iou":
+        {attention variant: value (boxes)}}], rows sorted by concept.
+    """
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for split in SPLITS:
+        full = segmentation.get("full", {}).get(split, {})
+        attention = attention_by_split.get(split, {})
+        concepts = sorted(set(full) | {c for entry in attention.values()
+                                       for c in entry.get("per_concept", {})})
+        rows[split] = []
+        for concept in concepts:
+            row: dict[str, Any] = {
+                "concept": concept, "kind": kinds.get((split, concept)),
+                "images": full.get(concept, {}).get("images", 0),
+                "vector": flags.get(concept),
+                "iou": {v: by_split.get(split, {}).get(concept, {}).get("iou")
+                        for v, by_split in segmentation.items()},
+                "precision": {"full": full.get(concept, {}).get("precision")},
+                "recall": {"full": full.get(concept, {}).get("recall")}}
+            for metric in ("pointing_game", "soft_iou"):
+                row[metric] = {v: entry.get("per_concept", {}).get(concept, {}).get(metric)
+                               for v, entry in attention.items()}
+            rows[split].append(row)
+    return rows
 
 
 def assemble_report(attention_by_split: Mapping[str, Mapping[str, Any]],
                     segmentation: Mapping[str, Mapping[str, Any]], presence: Mapping[str, Any],
                     calibration: Mapping[str, Any], config: Mapping[str, Any],
                     timing: Mapping[str, float | None], missing: list[str],
-                    skipped: Mapping[str, Any], pictures: Sequence[Picture] = ()
-                    ) -> dict[str, Any]:
+                    skipped: Mapping[str, Any], pictures: Sequence[Picture] = (),
+                    per_concept: Mapping[str, Any] | None = None,
+                    specificity: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The report.json document (DESIGN.md §5) with its extra keys.
 
     Variants or splits absent from the inputs get null metrics with counts 0. The
-    pictures are listed as {"path", "caption", "group"} (`Picture(**entry)` rebuilds one,
-    e.g. to write the report again with `report.write_report`).
+    attention entries' "per_concept" dicts are left out (the rows of `per_concept`, from
+    `per_concept_rows`, hold them). The pictures are listed as {"path", "caption",
+    "group"} (`Picture(**entry)` rebuilds one, e.g. to write the report again with
+    `report.write_report`).
     """
-    by_split = {s: {v: dict(attention_by_split.get(s, {}).get(v, null_attention()))
-                    for v in report_lib.ATTENTION_VARIANTS} for s in SPLITS}
+    by_split = {s: {v: {k: x for k, x in attention_by_split.get(s, {}).get(
+        v, null_attention()).items() if k != "per_concept"}
+        for v in report_lib.ATTENTION_VARIANTS} for s in SPLITS}
     return {
         "split": config.get("split", "test"),
         "attention": by_split[ATTENTION_SPLIT],
@@ -294,6 +359,8 @@ def assemble_report(attention_by_split: Mapping[str, Mapping[str, Any]],
         "skipped": dict(skipped),
         "calibration": dict(calibration),
         "attention_by_split": by_split,
+        "per_concept": dict(per_concept or {}),
+        "specificity": dict(specificity or {}),
         "pictures": [dataclasses.asdict(p) for p in pictures],
     }
 
@@ -327,6 +394,12 @@ def summary(report: Mapping[str, Any], out_dir: str) -> str:
         cells = ["–" if attention[v][metric] is None else f"{attention[v][metric]:.3f}"
                  for v in report_lib.ATTENTION_VARIANTS]
         lines.append(f"  {metric:<26}" + "".join(f"{c:>20}" for c in cells))
+    specificity = report.get("specificity") or {}
+    if specificity.get("pairs"):
+        lines += ["", f"specificity ({specificity['pairs']} concept pairs, map higher on its own "
+                      "region): " + ", ".join(
+                          f"{v} {specificity[v]['own_region']:.3f}"
+                          for v in report_lib.ATTENTION_VARIANTS if v in specificity)]
     presence = report["presence"]
     lines.append("")
     lines.append("presence: " + ", ".join(

@@ -243,6 +243,10 @@ class ConceptAverager:
         return {concept: {name: sums[name] / self._counts[concept][name] for name in sums}
                 for concept, sums in self._sums.items()}
 
+    def concept_images(self) -> dict[str, int]:
+        """Returns concept -> number of (image, concept) pairs added (its most counted metric)."""
+        return {concept: max(counts.values()) for concept, counts in self._counts.items()}
+
     def result(self) -> dict[str, float | int | None]:
         """Returns metric -> mean over concepts of the per-concept means, plus counts.
 

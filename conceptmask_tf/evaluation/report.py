@@ -394,6 +394,63 @@ def _presence_section(report: Mapping[str, Any]) -> list[str]:
             *_table(["cgF1", "IL_MCC", "pmF1"], [[_fmt(presence[m]) for m in PRESENCE_METRICS]])]
 
 
+def _specificity_section(report: Mapping[str, Any]) -> list[str]:
+    specificity = report.get("specificity") or {}
+    if not specificity.get("pairs"):
+        return []
+    variants = [v for v in ATTENTION_VARIANTS if v in specificity]
+    rows = [["all pairs", str(specificity["pairs"]),
+             *(_fmt(specificity[v]["own_region"]) for v in variants)],
+            ["pairs with alike word vectors (cosine >= 0.5)", str(specificity["similar_pairs"]),
+             *(_fmt(specificity[v]["own_region_similar"]) for v in variants)]]
+    note = ("For every image and ordered pair (a, b) of concepts present in it whose ground "
+            "truths do not overlap: the fraction where a's map is higher on a's region than "
+            "on b's (1 = always its own, 0.5 = chance). Mean word-vector cosine of the pairs: "
+            f"{_fmt(specificity.get('mean_cosine'))}.")
+    return ["## Concept specificity of the attention maps", "", note, "",
+            *_table(["Pairs", "Number", *(ATTENTION_LABELS[v] for v in variants)], rows)]
+
+
+def _per_concept_section(report: Mapping[str, Any]) -> list[str]:
+    """Mean IoU per kind of concept, then one row per concept (worst first within a kind)."""
+    rows = report.get("per_concept") or {}
+    if not any(rows.values()):
+        return []
+    kinds = sorted({row.get("kind") or "–" for split_rows in rows.values() for row in split_rows})
+    by_kind = []
+    for kind in kinds:
+        cells = []
+        for split in SPLITS:
+            values = [_measured(row["iou"].get("full")) for row in rows.get(split, ())
+                      if (row.get("kind") or "–") == kind]
+            values = [v for v in values if v is not None]
+            cells.append(f"{sum(values) / len(values):.3f} ({len(values)})" if values
+                         else NOT_MEASURED)
+        by_kind.append([kind, *cells])
+    lines = ["## Per concept", "",
+             "Mean full-model IoU over the concepts of each kind (their number in brackets):",
+             "", *_table(["Kind", *SPLITS], by_kind)]
+    header = ["Split", "Concept", "Kind", "Images", "IoU", "Saliency IoU", "Oracle IoU",
+              "Pointing game, Refined", "Pointing game, Original", "Word vector"]
+    table = []
+    for split in SPLITS:
+        ordered = sorted(rows.get(split, ()), key=lambda r: (
+            r.get("kind") or "", _measured(r["iou"].get("full")) or 0.0, r["concept"]))
+        for row in ordered:
+            table.append([split, row["concept"], row.get("kind") or NOT_MEASURED,
+                          str(row["images"]), _fmt(row["iou"].get("full")),
+                          _fmt(row["iou"].get("saliency")),
+                          _fmt(row["iou"].get("oracle_attention")),
+                          _fmt(row["pointing_game"].get("refined")),
+                          _fmt(row["pointing_game"].get("original")),
+                          row.get("vector") or ""])
+    note = ("Pointing game against the boxes (Table 1's protocol). Word vector: a zero vector, "
+            "or the concepts whose vectors are near-identical to this one's "
+            "(`vector_diagnostics.json` of conceptmask-concepts): no stage can tell those "
+            "apart.")
+    return [*lines, note, "", *_table(header, table)]
+
+
 def _escape_caption(caption: str) -> str:
     return caption.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
 
@@ -432,8 +489,8 @@ def render_markdown(report: Mapping[str, Any], pictures: Sequence[Picture] = ())
 
     Sections: the split scored, attention maps (Table 1), segmentation by supervision level
     with the saliency baseline and the oracle-attention ceiling (Table 2), ablations (Table 3,
-    with a mean over splits), zero-shot (§5.4), presence, pictures grouped by
-    `Picture.group`, timings and the config; the paper's figures next to this run's. Metrics
+    with a mean over splits), zero-shot (§5.4), presence, per concept (when the report has
+    "per_concept" rows), pictures grouped by `Picture.group`, timings and the config; the paper's figures next to this run's. Metrics
     have 3 decimals; values not measured show as "–".
 
     Args:
@@ -454,6 +511,8 @@ def render_markdown(report: Mapping[str, Any], pictures: Sequence[Picture] = ())
     lines += _ablation_section(report)
     lines += _zero_shot_section(report)
     lines += _presence_section(report)
+    lines += _specificity_section(report)
+    lines += _per_concept_section(report)
     lines += _pictures_section(pictures)
     lines += _timing_section(report)
     lines += _config_section(report)

@@ -42,10 +42,13 @@ class SegmentationResult:
         by_split: split -> {"precision", "recall", "iou", "ap", "concepts", "images"}.
         presence: {"cgf1", "il_mcc", "pm_f1", "positives", "negatives"}, or None when not
             measured.
+        per_concept: split -> concept -> {"precision", "recall", "iou", "images"} (the
+            concept's means over its images).
     """
 
     by_split: dict[str, dict[str, Any]]
     presence: dict[str, Any] | None = None
+    per_concept: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
 
 def evaluate_segmentation(predict: Predictor, eval_set: EvalSet,
@@ -104,12 +107,17 @@ def evaluate_segmentation(predict: Predictor, eval_set: EvalSet,
             by_split[split] = {**{m: averaged[m] for m in BINARY_METRICS},
                                "ap": pixel_ap[split].result(),
                                "concepts": averaged["concepts"], "images": averaged["images"]}
+    per_concept = {}
+    for split in splits:
+        images = averagers[split].concept_images()
+        per_concept[split] = {concept: {**values, "images": images[concept]}
+                              for concept, values in averagers[split].per_concept().items()}
     presence_result = None
     if presence_f1 is not None:
         presence_result = presence_f1.result()
         if presence_result["positives"] + presence_result["negatives"] == 0:
             presence_result = null_presence()
-    return SegmentationResult(by_split, presence_result)
+    return SegmentationResult(by_split, presence_result, per_concept)
 
 
 def _is_present(outputs: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ import tensorflow as tf
 from conceptmask_tf.evaluation import metrics
 from conceptmask_tf.evaluation.attention_evaluation import (
     as_probability,
+    concept_specificity,
     evaluate_attention,
     unit_range,
 )
@@ -113,6 +114,8 @@ def test_pointing_game_is_averaged_per_concept(eval_set):
     weak_box = evaluate_attention(Maps(eval_set), eval_set, FakeMaps.variants,
                                   progress=False)["weak_box"]
     assert weak_box["refined"]["pointing_game"] == pytest.approx(0.75)
+    assert weak_box["refined"]["per_concept"]["sky"]["pointing_game"] == 0.5
+    assert weak_box["refined"]["per_concept"]["cat"]["pointing_game"] == 1.0
 
 
 def test_attention_maps_are_the_networks_maps_upsampled(eval_set):
@@ -148,3 +151,22 @@ def test_attention_maps_are_the_networks_maps_upsampled(eval_set):
         if coarse_key:
             np.testing.assert_allclose(got[coarse_key], upsample(outputs["coarse"]),
                                        atol=1e-5)
+
+
+def test_specificity_counts_ordered_pairs_with_disjoint_ground_truth(eval_set):
+    # img0: sky | dog; img1: dog | cat | red car (car is crowd-only: not scored); img2: sky
+    # and cloud overlap, so they are no pair. 2 + 6 ordered pairs.
+    class Maps(FakeMaps):
+        def __call__(self, inputs):
+            maps = super().__call__(inputs)
+            maps["refined"] = np.full_like(maps["refined"], 0.5)  # flat: every pair a tie
+            return maps
+
+    result = concept_specificity(Maps(eval_set), eval_set, FakeMaps.variants, progress=False)
+    assert result["pairs"] == 8
+    assert result["original"]["own_region"] == 1.0  # 2G - 1 peaks on its own region
+    assert result["original_finetuned"]["own_region"] == 0.0  # 1 - G: on the other's
+    assert result["refined"]["own_region"] == 0.5
+    # The fixture's word vectors are orthogonal rows (red car: red + car): no alike pair.
+    assert result["mean_cosine"] == pytest.approx(0.0)
+    assert result["similar_pairs"] == 0 and result["refined"]["own_region_similar"] is None

@@ -19,6 +19,7 @@ from conceptmask_tf.evaluation.segmentation_evaluation import null_presence, nul
 from conceptmask_tf.evaluation.variants import load_variants
 from conceptmask_tf.models import ConceptMask
 from tests.evaluation import eval_fixtures as fx
+from tests.evaluation.test_report import make_report
 from tests.models import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -151,6 +152,15 @@ def test_binary_writes_a_valid_report_with_nulls_for_the_missing_variant(work_di
     for variant in report_lib.ATTENTION_VARIANTS:
         for metric in report_lib.ATTENTION_METRICS:
             assert 0.0 <= report["attention"][variant][metric] <= 1.0
+    rows = {r["concept"]: r for r in report["per_concept"]["weak_box"]}
+    assert set(rows) == {"sky", "cat"} and rows["sky"]["images"] == 2
+    assert rows["sky"]["kind"] == "stuff" and rows["sky"]["vector"] is None
+    assert set(rows["cat"]["iou"]) == {"full", "no_neg", "saliency", "oracle_attention"}
+    assert "## Per concept" in (out / "report.md").read_text()
+    # Ordered pairs of disjoint present concepts: img0 sky/dog, img1 dog/cat/red car.
+    assert report["specificity"]["pairs"] == 8
+    assert 0.0 <= report["specificity"]["refined"]["own_region"] <= 1.0
+    assert "specificity (8 concept pairs" in done.stdout
     # Present pairs: dog x2, sky x2, cat, red car; absent: car, sky, cat, red car.
     assert report["presence"]["positives"] == 6 and report["presence"]["negatives"] == 4
     assert report["skipped"]["unknown_concepts"] == {"zebra": 1}
@@ -224,3 +234,37 @@ def test_single_att_runs_one_attention_pass_at_the_first_scale(tmp_path):
     expected = tf.sigmoid(tf.transpose(tf.image.resize(
         tf.transpose(masks, (0, 2, 3, 1)), (24, 40), antialias=False), (0, 3, 1, 2)))
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_per_concept_rows_join_variants_kinds_and_vector_flags():
+    from conceptmask_tf.evaluation.evaluator import per_concept_rows
+
+    attention = {"weak_box": {
+        "refined": {"pointing_game": 0.75, "per_concept": {
+            "sky": {"pointing_game": 0.5, "soft_iou": 0.2}, "cat": {"pointing_game": 1.0,
+                                                                    "soft_iou": 0.4}}},
+        "original": {"pointing_game": None}}}  # a null entry has no per-concept dict
+    segmentation = {
+        "full": {"weak_box": {"sky": {"precision": 0.5, "recall": 0.6, "iou": 0.4,
+                                      "images": 2},
+                              "cat": {"precision": 1.0, "recall": 1.0, "iou": 0.9,
+                                      "images": 1}}},
+        "saliency": {"weak_box": {"sky": {"iou": 0.1, "images": 2}}}}
+    rows = per_concept_rows(attention, segmentation, {("weak_box", "sky"): "stuff"},
+                            {"sky": "≈ outdoor"})
+    assert [r["concept"] for r in rows["weak_box"]] == ["cat", "sky"]
+    sky = rows["weak_box"][1]
+    assert sky == {"concept": "sky", "kind": "stuff", "images": 2, "vector": "≈ outdoor",
+                   "iou": {"full": 0.4, "saliency": 0.1}, "precision": {"full": 0.5},
+                   "recall": {"full": 0.6}, "pointing_game": {"refined": 0.5, "original": None},
+                   "soft_iou": {"refined": 0.2, "original": None}}
+    assert rows["weak_box"][0]["iou"]["saliency"] is None and rows["strong"] == []
+    assembled = assemble_report(attention, {}, null_presence(), {}, {}, {}, [], {},
+                                per_concept=rows)
+    assert "per_concept" not in assembled["attention_by_split"]["weak_box"]["refined"]
+    assert assembled["per_concept"] == rows
+    report = make_report()
+    report["per_concept"] = rows
+    markdown = report_lib.render_markdown(report)
+    assert "| stuff | – | 0.400 (1) | – | – |" in markdown  # kind means: weak_box column
+    assert "| weak_box | sky | stuff | 2 | 0.400 | 0.100 | – | 0.500 | – | ≈ outdoor |" in markdown

@@ -73,6 +73,9 @@ def test_metrics_are_averaged_per_concept_then_over_concepts(eval_set):
     result = evaluate_segmentation(fx.FakeModel(eval_set, rule), eval_set, progress=False)
     weak_box = result.by_split["weak_box"]
     assert weak_box["iou"] == pytest.approx(0.75)
+    assert result.per_concept["weak_box"] == {
+        "sky": {"precision": 0.5, "recall": 0.5, "iou": 0.5, "images": 2},
+        "cat": {"precision": 1.0, "recall": 1.0, "iou": 1.0, "images": 1}}
     assert weak_box["recall"] == pytest.approx(0.75)
     assert weak_box["precision"] == pytest.approx(0.75)
     assert (weak_box["concepts"], weak_box["images"]) == (2, 3)
