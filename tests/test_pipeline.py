@@ -45,7 +45,7 @@ def test_stage_configs_come_from_the_preset_with_variant_flags(tmp_path):
     embedding = stage_config(config, "embedding")
     assert embedding.model_dir == os.path.join(str(tmp_path), "models", "embedding")
     assert embedding.concepts_dir == os.path.join(str(tmp_path), "concepts")
-    assert embedding.backbone == "small_convnet"  # from flags/world_stage1.cfg
+    assert embedding.backbone == "local_convnet"  # from flags/world_stage1.cfg
     full = stage_config(config, "refinement")
     no_neg = stage_config(config, "refinement_no_neg")
     assert (full.no_neg, no_neg.no_neg) == (False, True)

@@ -15,7 +15,8 @@ from conceptmask_tf.losses.matching_loss import (
                                                  select_matching_concepts,
 )
 from conceptmask_tf.losses.spatial_discrimination_loss import SpatialDiscriminationLoss
+from conceptmask_tf.losses.tag_loss import TagLoss
 
 __all__ = ["BoxLoss", "CosineEmbeddingLoss", "MaskLoss", "MatchingLoss",
-           "SpatialDiscriminationLoss", "binarize_attention", "matching_targets",
+           "SpatialDiscriminationLoss", "TagLoss", "binarize_attention", "matching_targets",
            "select_matching_concepts"]

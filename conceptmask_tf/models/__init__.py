@@ -1,6 +1,7 @@
 """Concept Mask networks (Keras 3 functional models on TensorFlow).
 
-Stage 1: `EmbeddingModel` (image -> embedding in word space), converted by
+Stage 1: `EmbeddingModel` (image -> embedding in word space; `ConceptTagScores` for
+its optional tag loss), converted by
 `to_fully_convolutional` into `FullyConvolutionalEmbedding` (dense embedding map ->
 coarse attention maps, `ConceptAttention`).
 Stage 2: `RefinementModel` (refined attention for any word vector).
@@ -14,6 +15,7 @@ from conceptmask_tf.models.concept_attention import ConceptAttention
 from conceptmask_tf.models.concept_decoder_block import ConceptDecoderBlock
 from conceptmask_tf.models.concept_mask import ConceptMask
 from conceptmask_tf.models.concept_refinement import ConceptRefinement
+from conceptmask_tf.models.concept_tag_scores import ConceptTagScores
 from conceptmask_tf.models.embedding_model import EmbeddingModel
 from conceptmask_tf.models.fully_convolutional_embedding import (
                                                                  FullyConvolutionalEmbedding,
@@ -32,7 +34,7 @@ from conceptmask_tf.models.weak_concept_blend import WeakConceptBlend
 
 __all__ = [
     "BACKBONES", "ConceptAttention", "ConceptDecoderBlock", "ConceptMask",
-    "ConceptRefinement", "EmbeddingModel", "FullyConvolutionalEmbedding",
+    "ConceptRefinement", "ConceptTagScores", "EmbeddingModel", "FullyConvolutionalEmbedding",
     "NearestSupervisedConcept", "NormalizeAttention", "PixelPreprocessing", "PresenceScore",
     "RefinementModel", "ResizeImages", "ResizeMaps", "SegmentationModel",
     "VocabularyAttention", "WeakConceptBlend", "build_backbone", "build_segmentation_model",

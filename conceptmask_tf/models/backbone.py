@@ -10,6 +10,11 @@ Names (`BACKBONES`):
     "small_convnet": a 7-layer conv net (widths 32-64-128-128, the last 3x3 conv dilated),
         output stride 8, receptive field 75 px: trains on 128 x 128 images on 2 CPU cores in
         minutes and gives a 16 x 16 attention map at 128 px, so object parts stay visible.
+    "local_convnet": small_convnet's first five 3x3 convs, then two 1x1 convs (widths
+        32-64-128-128): output stride 8, receptive field 27 px. Each location of its
+        feature map sees only its neighbourhood, so a stage-1 network trained from scratch
+        cannot repeat the whole image's topic at every location and its coarse maps
+        localise (the world preset's stage 1; BENCHMARKS.md, "Stage 1 localisation").
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import keras
 
 from conceptmask_tf.models.pixel_preprocessing import PixelPreprocessing
 
-BACKBONES = ("resnet50", "mobilenet_v3_small", "small_convnet")
+BACKBONES = ("resnet50", "mobilenet_v3_small", "small_convnet", "local_convnet")
 
 
 def build_backbone(name: str, input_shape: Sequence[int | None] = (None, None, 3),
@@ -50,10 +55,10 @@ def build_backbone(name: str, input_shape: Sequence[int | None] = (None, None, 3
             input_tensor=inputs, include_top=False, weights=weights,
             include_preprocessing=True)
         return keras.Model(inputs, net.output, name="backbone")
-    if name == "small_convnet":
+    if name in _CONVNET_PLANS:
         if weights == "imagenet":
-            raise ValueError("small_convnet has no imagenet weights; use None or a file")
-        model = keras.Model(inputs, _small_convnet(inputs), name="backbone")
+            raise ValueError(f"{name} has no imagenet weights; use None or a file")
+        model = keras.Model(inputs, _convnet(inputs, _CONVNET_PLANS[name]), name="backbone")
         if weights is not None:
             model.load_weights(weights)
         return model
@@ -75,14 +80,21 @@ def output_stride(backbone: keras.Model) -> int:
     return height // spec.shape[1]
 
 
-def _small_convnet(inputs: keras.KerasTensor) -> keras.KerasTensor:
-    """Stride-8 conv net: [B, H, W, 3] -> [B, H/8, W/8, 128]."""
+# (filters, kernel, stride, dilation) per conv + BN + ReLU; both have output stride 8.
+_CONVNET_PLANS = {
+    "small_convnet": ((32, 3, 2, 1), (32, 3, 1, 1), (64, 3, 2, 1), (64, 3, 1, 1),
+                      (128, 3, 2, 1), (128, 3, 1, 1), (128, 3, 1, 2)),
+    "local_convnet": ((32, 3, 2, 1), (32, 3, 1, 1), (64, 3, 2, 1), (64, 3, 1, 1),
+                      (128, 3, 2, 1), (128, 1, 1, 1), (128, 1, 1, 1)),
+}
+
+
+def _convnet(inputs: keras.KerasTensor,
+             plan: Sequence[tuple[int, int, int, int]]) -> keras.KerasTensor:
+    """Plain conv net: [B, H, W, 3] -> [B, H / stride, W / stride, last filters]."""
     x = PixelPreprocessing("tf", name="preprocessing")(inputs)
-    # (filters, stride, dilation) per 3x3 conv + BN + ReLU.
-    plan = ((32, 2, 1), (32, 1, 1), (64, 2, 1), (64, 1, 1), (128, 2, 1), (128, 1, 1),
-            (128, 1, 2))
-    for i, (filters, stride, dilation) in enumerate(plan):
-        x = keras.layers.Conv2D(filters, 3, strides=stride, dilation_rate=dilation,
+    for i, (filters, kernel, stride, dilation) in enumerate(plan):
+        x = keras.layers.Conv2D(filters, kernel, strides=stride, dilation_rate=dilation,
                                 padding="same", use_bias=False, name=f"conv{i}")(x)
         x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)

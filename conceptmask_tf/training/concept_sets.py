@@ -215,3 +215,42 @@ def soft_topic_targets(corpus: TagCorpus, concepts: TrainingConcepts,
     has_target = np.any(targets != 0, axis=1)
     skips.note(NO_TARGET, [str(p) for p in corpus.images[~has_target]])
     return [str(p) for p in corpus.images[has_target]], targets[has_target]
+
+
+def tag_row_matrix(corpus: TagCorpus, concepts: TrainingConcepts,
+                   images: Sequence[str]) -> np.ndarray:
+    """Stage-1 tag-loss labels: the vocabulary rows of each image's trainable tags.
+
+    Tags outside the vocabulary and excluded concepts (zero-shot, held out) are left out,
+    as in `soft_topic_targets`.
+
+    Args:
+        corpus: Tags read with image paths.
+        concepts: The vocabulary and splits.
+        images: Paths of the corpus to return rows for (e.g. those with a target).
+
+    Returns:
+        int32 [len(images), T] rows, -1 padding (T >= 1: the most tags of one image).
+
+    Raises:
+        ValueError: The corpus has no image paths, or a path is not in it.
+    """
+    if corpus.images is None:
+        raise ValueError("the tag corpus must be read with_images=True")
+    index_of = concepts.embeddings.vocabulary.index_of
+    excluded = set(concepts.excluded_rows().tolist())
+    row_of_name = np.array([-1 if index_of.get(n, -1) in excluded else index_of.get(n, -1)
+                            for n in corpus.names], np.int64)
+    position = {str(p): i for i, p in enumerate(corpus.images)}
+    per_image = []
+    for path in images:
+        n = position.get(str(path))
+        if n is None:
+            raise ValueError(f"image {path!r} is not in the tag corpus")
+        rows = row_of_name[corpus.tag_ids[corpus.indptr[n]:corpus.indptr[n + 1]]]
+        per_image.append(rows[rows >= 0])
+    width = max([1, *(len(r) for r in per_image)])
+    matrix = np.full((len(per_image), width), -1, np.int32)
+    for i, rows in enumerate(per_image):
+        matrix[i, :len(rows)] = rows
+    return matrix

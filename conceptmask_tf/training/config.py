@@ -17,7 +17,8 @@ from typing import Any
 CONFIG_FILE = "config.json"
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("adam", "sgd")
-BACKBONE_CHOICES = ("resnet50", "mobilenet_v3_small", "small_convnet")
+BACKBONE_CHOICES = ("resnet50", "mobilenet_v3_small", "small_convnet",
+                    "local_convnet")
 MATCHING_BINARIZE = ("min_max", "raw")
 GAMMA_RULE_CHOICES = ("symmetric", "paper")  # conceptmask_tf.concepts.overlap.GAMMA_RULES
 SIMILARITY_CHOICES = ("cosine", "dot")  # conceptmask_tf.models SIMILARITIES
@@ -126,13 +127,28 @@ class EmbeddingConfig(TrainingConfig):
                                         "localises from scratch) or pool before the fc "
                                         "layers (before_head, the paper's order); see "
                                         "EmbeddingModel.", choices=("after_head", "before_head"))
+    tag_loss_weight: float = _field(0.0, "Weight of the multiple-instance tag loss added to "
+                                         "the cosine loss (a departure, see "
+                                         "ConceptTagScores; 0: the paper's loss only). "
+                                         "Needs pooling=after_head.")
+    tag_loss_temperature: float = _field(0.1, "Softmax temperature pooling each concept's "
+                                              "per-location cosines in the tag loss.")
 
     stage: typing.ClassVar[str] = "embedding"
 
     def _stage_problems(self) -> list[str]:
+        problems = []
         if any(d < 1 for d in self.hidden_dims):
-            return [f"hidden_dims must be positive, got {self.hidden_dims}"]
-        return []
+            problems.append(f"hidden_dims must be positive, got {self.hidden_dims}")
+        if self.tag_loss_weight < 0:
+            problems.append(f"tag_loss_weight must be >= 0, got {self.tag_loss_weight}")
+        if self.tag_loss_temperature <= 0:
+            problems.append("tag_loss_temperature must be positive, got "
+                            f"{self.tag_loss_temperature}")
+        if self.tag_loss_weight > 0 and self.pooling != "after_head":
+            problems.append("the tag loss scores per-location embeddings: it needs "
+                            "pooling=after_head")
+        return problems
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

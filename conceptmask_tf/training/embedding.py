@@ -3,6 +3,12 @@
 image -> `EmbeddingModel` -> e, cosine loss to the image's soft-topic vector t (idf-weighted
 sum of its tags' word vectors, zero-shot tags and tags containing a zero-shot word left
 out). Plain `compile` + `fit`.
+
+With `tag_loss_weight > 0` (a departure from the paper) the model is trained through a
+two-output trainer that adds `TagLoss` on `ConceptTagScores` of the per-location embedding
+map: each of the image's tags must be matched by some location (multiple-instance
+learning), so the coarse maps <e_ij, w> localise concepts. Only the `EmbeddingModel` is
+saved.
 """
 
 from __future__ import annotations
@@ -18,13 +24,19 @@ from conceptmask_tf.data.pipelines import embedding_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import read_tag_corpus
 from conceptmask_tf.errors import DataError
-from conceptmask_tf.losses import CosineEmbeddingLoss
-from conceptmask_tf.models import ConceptAttention, EmbeddingModel, to_fully_convolutional
+from conceptmask_tf.losses import CosineEmbeddingLoss, TagLoss
+from conceptmask_tf.models import (
+    ConceptAttention,
+    ConceptTagScores,
+    EmbeddingModel,
+    to_fully_convolutional,
+)
 from conceptmask_tf.training import artifacts, runner
 from conceptmask_tf.training.concept_sets import (
     TrainingConcepts,
     load_training_concepts,
     soft_topic_targets,
+    tag_row_matrix,
 )
 from conceptmask_tf.training.config import EmbeddingConfig
 from conceptmask_tf.training.summary_images import (
@@ -61,18 +73,26 @@ def train(config: EmbeddingConfig,
     with runner.training_runtime(config, strategy) as runtime:
         concepts = load_training_concepts(config.data_root, config.concepts_dir)
         skips = SkipCounter(config.data_root)
-        paths, targets = tag_targets(config, concepts, skips)
+        paths, targets, tag_rows = tag_targets(config, concepts, skips)
         config = runner.resolved_config(config, len(paths), runtime)
         dataset = embedding_dataset(
             config.data_root, paths, targets, image_size=config.image_size,
-            **runner.training_input_options(config, skips))
+            tag_rows=tag_rows, **runner.training_input_options(config, skips))
         with runtime.strategy.scope():
             model = EmbeddingModel(config.backbone, concepts.embeddings.dim,
                                    hidden_dims=config.hidden_dims,
                                    final_relu=config.final_relu, pooling=config.pooling,
                                    backbone_weights=config.backbone_weights)
-            model.compile(optimizer=runner.make_optimizer(config), loss=CosineEmbeddingLoss(),
-                          jit_compile=runtime.jit_compile)
+            trainer = model if tag_rows is None else tag_loss_trainer(model, config, concepts)
+            if tag_rows is None:
+                losses, weights = CosineEmbeddingLoss(), None
+            else:
+                losses = {"embedding": CosineEmbeddingLoss(),
+                          "tags": TagLoss(len(concepts.embeddings.vocabulary),
+                                          concepts.excluded_rows().tolist())}
+                weights = {"embedding": 1.0, "tags": config.tag_loss_weight}
+            trainer.compile(optimizer=runner.make_optimizer(config), loss=losses,
+                            loss_weights=weights, jit_compile=runtime.jit_compile)
         examples = validation_examples(config.data_root, SUMMARY_SPLITS,
                                        _non_zero_shot_index(concepts), config.image_size,
                                        config.summary_images)
@@ -80,7 +100,7 @@ def train(config: EmbeddingConfig,
             lambda: render_coarse_attention(model, examples, concepts.embeddings.vectors),
             examples.description("image | coarse attention <e_ij, w> (min-max scaled)"))
         return runner.fit_stage(
-            model, dataset, config=config, runtime=runtime, stage_model=model,
+            trainer, dataset, config=config, runtime=runtime, stage_model=model,
             model_file=artifacts.MODEL_FILES["embedding"], num_examples=len(paths),
             pictures=pictures,
             facts={"num_examples": len(paths),
@@ -90,9 +110,26 @@ def train(config: EmbeddingConfig,
             skips=skips, callbacks=callbacks)
 
 
+def tag_loss_trainer(model: EmbeddingModel, config: EmbeddingConfig,
+                     concepts: TrainingConcepts) -> keras.Model:
+    """The model with a second output: tag logits of its per-location embedding map.
+
+    Shares `model`'s layers, so fitting the trainer trains `model`.
+
+    Returns:
+        Model image -> {"embedding": e [B, D], "tags": logits [B, V]}.
+    """
+    embedding_map = model.get_layer("pool").input  # [B, h, w, D], before the averaging
+    scores = ConceptTagScores(concepts.embeddings.vectors,
+                              temperature=config.tag_loss_temperature, name="tag_scores")
+    return keras.Model(model.input, {"embedding": model.output,
+                                     "tags": scores(embedding_map)}, name="embedding_trainer")
+
+
 def tag_targets(config: EmbeddingConfig, concepts: TrainingConcepts, skips: SkipCounter
-                ) -> tuple[list[str], np.ndarray]:
-    """Image paths and their soft-topic targets float32 [N, D] from tags.jsonl.
+                ) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """Image paths, their soft-topic targets float32 [N, D] from tags.jsonl, and (with
+    the tag loss on) their tag rows int32 [N, T] (`tag_row_matrix`), else None.
 
     Raises:
         FileNotFoundError: No tags.jsonl.
@@ -105,7 +142,9 @@ def tag_targets(config: EmbeddingConfig, concepts: TrainingConcepts, skips: Skip
     if not paths:
         raise DataError("no image has a tag in concepts.tsv that is a training target "
                         "(not zero-shot and containing no zero-shot word)", tags_path)
-    return paths, targets
+    if config.tag_loss_weight <= 0:
+        return paths, targets, None
+    return paths, targets, tag_row_matrix(corpus, concepts, paths)
 
 
 def render_coarse_attention(model: EmbeddingModel, examples: SummaryExamples,

@@ -73,8 +73,9 @@ class TrainResult:
     Attributes:
         config: The resolved configuration (as written to config.json).
         model: The trained stage network (also saved at `model_path`).
-        trainer: The model `fit` ran (the stage network itself in stage 1, a wrapper
-            holding it and the frozen networks and losses in stages 2 and 3).
+        trainer: The model `fit` ran (in stage 1 the stage network itself, or with the
+            tag loss a two-output model sharing its layers; in stages 2 and 3 a wrapper
+            holding it and the frozen networks and losses).
         history: Per-epoch logs of this run (a resumed run has only its own epochs).
         model_path: The final .keras file.
         skips: Records dropped while reading the data.

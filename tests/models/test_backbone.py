@@ -14,6 +14,25 @@ def test_small_convnet_has_stride_8_so_128px_gives_16x16_maps():
     assert backbone(images(1, 32, width=48)).shape == (1, 4, 6, 128)
 
 
+def test_local_convnet_has_stride_8_and_a_27px_receptive_field():
+    backbone = build_backbone("local_convnet")
+    randomize_batch_norm(backbone)
+    assert output_stride(backbone) == 8
+    x = images(1, 128)
+    features = np.asarray(backbone(x))
+    assert features.shape == (1, 16, 16, 128)
+    # Change pixels 20 px right of cell (8, 4)'s window (cell centre x = 36, window
+    # 36 +- 13 px): its features must not move; small_convnet's (75 px) do.
+    changed = x.copy()
+    changed[0, 60:68, 56:64] = 255.0 - changed[0, 60:68, 56:64]
+    moved = np.asarray(backbone(changed))
+    np.testing.assert_allclose(moved[0, 8, 4], features[0, 8, 4], atol=1e-5)
+    assert np.abs(moved[0, 8, 7] - features[0, 8, 7]).max() > 1e-3  # the cell over them
+    wide = build_backbone("small_convnet")
+    randomize_batch_norm(wide)
+    assert np.abs(np.asarray(wide(changed))[0, 8, 4] - np.asarray(wide(x))[0, 8, 4]).max() > 1e-3
+
+
 def test_mobilenet_v3_small_has_stride_32():
     backbone = build_backbone("mobilenet_v3_small")
     assert output_stride(backbone) == 32

@@ -26,7 +26,8 @@ WORD_DIM = 16
 COMMON = {"image_size": 32, "batch_size": 8, "epochs": 4, "steps": 5, "learning_rate": 3e-3,
           "save_freq": 3, "keep_checkpoints": 1, "summary_images": 2, "seed": 0}
 STAGE = {
-    EmbeddingConfig: {"backbone": "small_convnet", "hidden_dims": (32, 32)},
+    EmbeddingConfig: {"backbone": "small_convnet", "hidden_dims": (32, 32),
+                      "tag_loss_weight": 5.0},
     RefinementConfig: {"hidden_dim": 16, "max_concepts": 6, "matching_top_n": 8,
                        "matching_weight": 0.1, "spatial_weight": 0.5},
     SegmentationConfig: {"encoder_widths": (8, 8, 8, 8), "decoder_widths": (8, 8, 8)},

@@ -25,9 +25,13 @@ from conceptmask_tf.data.pipelines import (
 )
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import read_tag_corpus
-from conceptmask_tf.losses import CosineEmbeddingLoss
+from conceptmask_tf.losses import CosineEmbeddingLoss, TagLoss
 from conceptmask_tf.training import embedding, refinement, segmentation
-from conceptmask_tf.training.concept_sets import load_training_concepts, soft_topic_targets
+from conceptmask_tf.training.concept_sets import (
+    load_training_concepts,
+    soft_topic_targets,
+    tag_row_matrix,
+)
 from conceptmask_tf.training.config import EmbeddingConfig, RefinementConfig, SegmentationConfig
 from tests.training.conftest import World, tiny_config
 
@@ -38,10 +42,17 @@ def _embedding_batch(world, result):
     concepts = load_training_concepts(world.root, world.concepts_dir)
     corpus = read_tag_corpus(f"{world.root}/tags.jsonl", with_images=True)
     paths, targets = soft_topic_targets(corpus, concepts, SkipCounter())
-    batch = embedding_dataset(world.root, paths, targets, **BATCH).take(1)
+    rows = tag_row_matrix(corpus, concepts, paths)
+    batch = embedding_dataset(world.root, paths, targets, tag_rows=rows, **BATCH).take(1)
+    weight = result.config.tag_loss_weight
+    tag_loss = TagLoss(len(concepts.embeddings.vocabulary), concepts.excluded_rows().tolist())
 
-    def direct(images, topics):
-        return {"loss": CosineEmbeddingLoss()(topics, result.model(images))}
+    def direct(images, targets):
+        outputs = result.trainer(images)
+        terms = {"embedding_loss": CosineEmbeddingLoss()(targets["embedding"],
+                                                         outputs["embedding"]),
+                 "tags_loss": tag_loss(targets["tags"], outputs["tags"])}
+        return {"loss": terms["embedding_loss"] + weight * terms["tags_loss"], **terms}
 
     return batch, direct
 

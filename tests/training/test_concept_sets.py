@@ -24,6 +24,7 @@ from conceptmask_tf.training.concept_sets import (
     held_out_concepts,
     load_training_concepts,
     soft_topic_targets,
+    tag_row_matrix,
 )
 
 
@@ -47,6 +48,24 @@ def test_soft_topic_targets_give_zero_shot_tags_no_weight(world):
     np.testing.assert_allclose(targets, [idf[rows[0]] * vectors[rows[0]],
                                          idf[rows[1]] * vectors[rows[1]]], rtol=1e-5)
     assert skips.counts[NO_TARGET] == 1 and skips.counts[TAG_NOT_IN_VOCABULARY] == 1
+
+
+def test_tag_rows_keep_only_trainable_vocabulary_tags_in_the_order_asked(world):
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    vocabulary = concepts.embeddings.vocabulary
+    zero_shot = sorted(c for c in concepts.zero_shot if c in vocabulary)
+    seen = [c for c in vocabulary.concepts if c not in concepts.zero_shot][:3]
+    corpus = TagCorpus.from_records([
+        TaggedImage("images/a.jpg", (seen[0], zero_shot[0], "not a concept", seen[1])),
+        TaggedImage("images/b.jpg", (seen[2],)),
+    ])
+    rows = tag_row_matrix(corpus, concepts, ["images/b.jpg", "images/a.jpg"])
+    index = vocabulary.index
+    np.testing.assert_array_equal(rows, [[index(seen[2]), -1],
+                                         [index(seen[0]), index(seen[1])]])
+    assert rows.dtype == np.int32
+    with pytest.raises(ValueError, match="images/c.jpg"):
+        tag_row_matrix(corpus, concepts, ["images/c.jpg"])
 
 
 def test_world_targets_match_the_naive_per_image_soft_topic(world):

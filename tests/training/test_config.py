@@ -118,8 +118,9 @@ def test_flagfiles_parse_into_valid_configs(stage, config_cls):
     paper = _parse(config_cls, f"--flagfile={ROOT / 'flags' / f'paper_stage{stage}.cfg'}")
     assert paper.image_size == 300 and paper.data_root.startswith("/data/")
     if stage == 1:
-        assert paper.backbone == "resnet50" and world.backbone == "small_convnet"
+        assert paper.backbone == "resnet50" and world.backbone == "local_convnet"
         assert paper.pooling == "before_head"  # the paper's order for ImageNet backbones
+        assert paper.tag_loss_weight == 0 and world.tag_loss_weight > 0  # departure 16
     if stage == 2:
         assert (paper.matching_top_n, paper.matching_weight) == (800, 1e-6)
     if stage == 3:

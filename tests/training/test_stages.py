@@ -69,6 +69,20 @@ def test_stage1_lowers_its_loss_and_leaves_model_config_and_checkpoint(stage1):
     np.testing.assert_allclose(checkpoint.predict(_images(), verbose=0), expected, atol=1e-5)
 
 
+def test_stage1_with_the_tag_loss_reports_both_terms_and_saves_only_the_embedding_model(
+        stage1):
+    assert stage1.config.tag_loss_weight > 0
+    history = stage1.history
+    assert history["tags_loss"][-1] < history["tags_loss"][0]
+    np.testing.assert_allclose(
+        history["loss"], np.add(history["embedding_loss"],
+                                stage1.config.tag_loss_weight * np.array(history["tags_loss"])),
+        rtol=1e-4)
+    loaded = artifacts.load_stage_model(stage1.config.model_dir, "embedding")
+    assert "tag_scores" not in [layer.name for layer in loaded.layers]
+    assert loaded.output.shape[-1] == stage1.model.embedding_dim
+
+
 def test_tensorboard_gets_epoch_scalars_and_validation_pictures(stage1, stage3):
     logs = os.path.join(stage1.config.model_dir, "logs")
     scalars = [e.step for e in _events(os.path.join(logs, "train"))

@@ -18,8 +18,8 @@ def embedding_dataset(data_root: str, images: Sequence[str], targets: np.ndarray
                       image_size: int, batch_size: int, training: bool,
                       seed: int | None = None, flip: bool = True, scale_jitter: float = 0.0,
                       check_files: bool = True, skips: SkipCounter | None = None,
-                      shuffle_buffer: int | None = None,
-                      repeat: bool = False) -> tf.data.Dataset:
+                      shuffle_buffer: int | None = None, repeat: bool = False,
+                      tag_rows: np.ndarray | None = None) -> tf.data.Dataset:
     """Batches of (image, soft-topic target) for the embedding network.
 
     Images are squashed to `image_size` x `image_size` (bilinear, no antialias) and go
@@ -41,18 +41,27 @@ def embedding_dataset(data_root: str, images: Sequence[str], targets: np.ndarray
         skips: Counts dropped files; by default a new counter that is logged.
         shuffle_buffer: Shuffle buffer; None shuffles all examples (memory grows with N).
         repeat: Repeat indefinitely; pair with `steps_per_epoch`.
+        tag_rows: int [N, T], row i the vocabulary rows of images[i]'s tags (-1 pads),
+            for the tag loss; None leaves them out.
 
     Returns:
-        Dataset of (image float32 [B, S, S, 3], target float32 [B, D]).
+        Dataset of (image float32 [B, S, S, 3], target float32 [B, D]), or with
+        `tag_rows` (image, {"embedding": target, "tags": int32 [B, T]}).
 
     Raises:
-        ValueError: `targets` is not aligned with `images`, or a size is not positive.
+        ValueError: `targets` or `tag_rows` is not aligned with `images`, or a size is
+            not positive.
         DataError: No usable image is left.
     """
     check_positive(image_size=image_size, batch_size=batch_size)
     targets = np.asarray(targets, dtype=np.float32)
     if targets.ndim != 2 or len(targets) != len(images):
         raise ValueError(f"targets must be [len(images)={len(images)}, D], got {targets.shape}")
+    if tag_rows is not None:
+        tag_rows = np.asarray(tag_rows, dtype=np.int32)
+        if tag_rows.ndim != 2 or len(tag_rows) != len(images):
+            raise ValueError(f"tag_rows must be [len(images)={len(images)}, T], got "
+                             f"{tag_rows.shape}")
     augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
     counter = skips if skips is not None else SkipCounter(source=data_root)
     keep = usable_images(data_root, images, counter, check_files)
@@ -60,11 +69,15 @@ def embedding_dataset(data_root: str, images: Sequence[str], targets: np.ndarray
         "path": [os.path.join(data_root, p) for p, ok in zip(images, keep) if ok],
         "target": targets[keep],
     }
+    if tag_rows is not None:
+        elements["tags"] = tag_rows[keep]
 
     def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
         view = augmentation.view(seed)
         image, _ = crop(read_image(element["path"]), view.window)
         image = flip_left_right(resize_image(image, image_size), view.flip)  # [S, S, 3]
+        if "tags" in element:
+            return image, {"embedding": element["target"], "tags": element["tags"]}
         return image, element["target"]
 
     dataset = make_dataset(elements, parse, num_examples=int(keep.sum()),
