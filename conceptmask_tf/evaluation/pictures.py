@@ -28,6 +28,8 @@ from conceptmask_tf.evaluation.predictors import Predictor, run_batch
 from conceptmask_tf.evaluation.report import Picture
 
 PICTURES_DIR = "pictures"
+SHEET_FILE = "sheet.png"  # all pictures of a report in one sheet
+SHEET_GROUP = "all in one sheet"
 SUPERCATEGORY_GROUPS = {"object": "objects", "part": "parts", "stuff": "stuff",
                         "attribute": "attributes", "phrase": "phrases"}
 SPLIT_GROUPS = {"weak_image": "weak", "zero_shot": "unseen"}
@@ -107,10 +109,12 @@ def write_pictures(predict: Predictor, eval_set: EvalSet, choices: Sequence[Pict
         out_dir: The report folder.
 
     Returns:
-        The pictures, paths relative to `out_dir`.
+        The pictures, paths relative to `out_dir`, then (with any choice) one sheet of
+        them all, one row per picture (group `SHEET_GROUP`, `SHEET_FILE`).
     """
     os.makedirs(os.path.join(out_dir, PICTURES_DIR), exist_ok=True)
     pictures = []
+    all_rows, all_captions = [], []
     for i, choice in enumerate(choices):
         pixels = eval_set.pixels(choice.image)  # uint8 [H, W, 3]
         vector = eval_set.vectors[choice.pair.concept][None]  # [1, D]
@@ -121,16 +125,25 @@ def write_pictures(predict: Predictor, eval_set: EvalSet, choices: Sequence[Pict
         height, width = truth.shape
         attention = _upsample(outputs["attention"][0], height, width)
         concept, split = choice.pair.concept, choice.pair.split
-        sheet = visualization.contact_sheet(
-            [[pixels, visualization.heatmap(attention),
-              visualization.overlay_masks(pixels, [probs]),  # soft; outline at 0.5
-              visualization.overlay_masks(pixels, [truth])]],
-            [[f"{concept} ({split})", "refined attention", f"mask probs, IoU {iou:.2f}",
-              "ground truth"]])
+        row = [pixels, visualization.heatmap(attention),
+               visualization.overlay_masks(pixels, [probs]),  # soft; outline at 0.5
+               visualization.overlay_masks(pixels, [truth])]
+        captions = [f"{concept} ({split})", "refined attention", f"mask probs, IoU {iou:.2f}",
+                    "ground truth"]
+        all_rows.append(row)
+        all_captions.append([f"{choice.group}: {captions[0]}", *captions[1:]])
+        sheet = visualization.contact_sheet([row], [captions])
         relative = os.path.join(PICTURES_DIR, f"{i:02d}_{choice.group}_{_slug(concept)}.png")
         sheet.save(os.path.join(out_dir, relative))
         caption = (f"{concept} ({split} split, {choice.image.image}): image | refined "
                    f"attention | mask probabilities, outlined at 0.5 (IoU {iou:.2f}) | "
                    f"ground truth")
         pictures.append(Picture(relative, caption, choice.group))
+    if all_rows:
+        relative = os.path.join(PICTURES_DIR, SHEET_FILE)
+        visualization.contact_sheet(all_rows, all_captions, tile_size=128).save(
+            os.path.join(out_dir, relative))
+        pictures.append(Picture(relative, "every picture above in one sheet: kind and concept "
+                                "| refined attention | mask probabilities | ground truth",
+                                SHEET_GROUP))
     return pictures

@@ -9,7 +9,12 @@ import pytest
 from PIL import Image
 
 from conceptmask_tf.evaluation.eval_set import load_eval_set
-from conceptmask_tf.evaluation.pictures import choose_pictures, write_pictures
+from conceptmask_tf.evaluation.pictures import (
+    SHEET_FILE,
+    SHEET_GROUP,
+    choose_pictures,
+    write_pictures,
+)
 from tests.evaluation import eval_fixtures as fx
 
 
@@ -53,7 +58,11 @@ def test_written_pictures_show_four_tiles_with_captions(eval_set, tmp_path):
 
     choices = choose_pictures(eval_set, per_group=1)
     pictures = write_pictures(predict, eval_set, choices, str(tmp_path / "report"))
-    assert [p.group for p in pictures] == [c.group for c in choices]
+    assert [p.group for p in pictures] == [c.group for c in choices] + [SHEET_GROUP]
+    assert pictures[-1].path == os.path.join("pictures", SHEET_FILE)
+    with Image.open(tmp_path / "report" / pictures[-1].path) as all_in_one:
+        # One 128-px row (plus a 14-px caption and a 4-px gap) per picture, four tiles wide.
+        assert all_in_one.size == (4 * 132 + 4, len(choices) * (128 + 14 + 4) + 4)
     first = pictures[0]
     assert first.path == os.path.join("pictures", "00_objects_dog.png")
     assert first.caption.startswith("dog (strong split, images/img0.png)")
