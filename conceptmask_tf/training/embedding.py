@@ -120,7 +120,8 @@ def tag_loss_trainer(model: EmbeddingModel, config: EmbeddingConfig,
         Model image -> {"embedding": e [B, D], "tags": logits [B, V]}.
     """
     embedding_map = model.get_layer("pool").input  # [B, h, w, D], before the averaging
-    scores = ConceptTagScores(concepts.embeddings.vectors,
+    vectors = concepts.embeddings.vectors
+    scores = ConceptTagScores(*vectors.shape, word_vectors=vectors,
                               temperature=config.tag_loss_temperature, name="tag_scores")
     return keras.Model(model.input, {"embedding": model.output,
                                      "tags": scores(embedding_map)}, name="embedding_trainer")
