@@ -198,12 +198,7 @@ def soft_topic_targets(corpus: TagCorpus, concepts: TrainingConcepts,
         (image paths [N'], targets float32 [N', D]), t = sum_i idf_i w_i over the
         image's tags that are neither zero-shot nor contain a zero-shot word.
     """
-    if corpus.images is None:
-        raise ValueError("the tag corpus must be read with_images=True")
-    index_of = concepts.embeddings.vocabulary.index_of
-    row_of_name = np.array([index_of.get(n, -1) for n in corpus.names], np.int64)
-    rows = row_of_name[corpus.tag_ids]  # [nnz] vocabulary rows, -1 = not in the vocabulary
-    image_of = np.repeat(np.arange(corpus.num_images), np.diff(corpus.indptr))  # [nnz]
+    image_of, rows = _tag_vocabulary_rows(corpus, concepts)
     known = rows >= 0
     for name in sorted({corpus.names[i] for i in corpus.tag_ids[~known]}):
         skips.note(TAG_NOT_IN_VOCABULARY, [name])
@@ -230,27 +225,36 @@ def tag_row_matrix(corpus: TagCorpus, concepts: TrainingConcepts,
         images: Paths of the corpus to return rows for (e.g. those with a target).
 
     Returns:
-        int32 [len(images), T] rows, -1 padding (T >= 1: the most tags of one image).
+        int32 [len(images), T] rows in file order, -1 padding (T >= 1: the most tags
+        of one of `images`).
 
     Raises:
         ValueError: The corpus has no image paths, or a path is not in it.
     """
+    image_of, rows = _tag_vocabulary_rows(corpus, concepts)
+    keep = rows >= 0
+    keep[keep] = ~np.isin(rows[keep], concepts.excluded_rows())
+    image_of, rows = image_of[keep], rows[keep]
+    counts = np.bincount(image_of, minlength=corpus.num_images)
+    slot = np.arange(len(rows)) - (np.cumsum(counts) - counts)[image_of]  # place in its image
+    position = {str(p): i for i, p in enumerate(corpus.images)}
+    missing = [str(p) for p in images if str(p) not in position]
+    if missing:
+        raise ValueError(f"image {missing[0]!r} is not in the tag corpus")
+    selected = np.array([position[str(p)] for p in images], np.int64)
+    width = max(1, int(counts[selected].max(initial=0)))
+    chosen = np.isin(image_of, selected)
+    matrix = np.full((corpus.num_images, width), -1, np.int32)
+    matrix[image_of[chosen], slot[chosen]] = rows[chosen]
+    return matrix[selected]
+
+
+def _tag_vocabulary_rows(corpus: TagCorpus, concepts: TrainingConcepts
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(image index, vocabulary row or -1 when not in the vocabulary) of every tag, [nnz]."""
     if corpus.images is None:
         raise ValueError("the tag corpus must be read with_images=True")
     index_of = concepts.embeddings.vocabulary.index_of
-    excluded = set(concepts.excluded_rows().tolist())
-    row_of_name = np.array([-1 if index_of.get(n, -1) in excluded else index_of.get(n, -1)
-                            for n in corpus.names], np.int64)
-    position = {str(p): i for i, p in enumerate(corpus.images)}
-    per_image = []
-    for path in images:
-        n = position.get(str(path))
-        if n is None:
-            raise ValueError(f"image {path!r} is not in the tag corpus")
-        rows = row_of_name[corpus.tag_ids[corpus.indptr[n]:corpus.indptr[n + 1]]]
-        per_image.append(rows[rows >= 0])
-    width = max([1, *(len(r) for r in per_image)])
-    matrix = np.full((len(per_image), width), -1, np.int32)
-    for i, rows in enumerate(per_image):
-        matrix[i, :len(rows)] = rows
-    return matrix
+    row_of_name = np.array([index_of.get(n, -1) for n in corpus.names], np.int64)
+    image_of = np.repeat(np.arange(corpus.num_images), np.diff(corpus.indptr))
+    return image_of, row_of_name[corpus.tag_ids]

@@ -83,10 +83,10 @@ def train(config: EmbeddingConfig,
                                    hidden_dims=config.hidden_dims,
                                    final_relu=config.final_relu, pooling=config.pooling,
                                    backbone_weights=config.backbone_weights)
-            trainer = model if tag_rows is None else tag_loss_trainer(model, config, concepts)
             if tag_rows is None:
-                losses, weights = CosineEmbeddingLoss(), None
+                trainer, losses, weights = model, CosineEmbeddingLoss(), None
             else:
+                trainer = tag_loss_trainer(model, config, concepts)
                 losses = {"embedding": CosineEmbeddingLoss(),
                           "tags": TagLoss(len(concepts.embeddings.vocabulary),
                                           concepts.excluded_rows().tolist())}
