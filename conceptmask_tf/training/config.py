@@ -17,6 +17,7 @@ from typing import Any
 CONFIG_FILE = "config.json"
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 BACKBONE_CHOICES = ("resnet50", "mobilenet_v3_small", "small_convnet",
                     "local_convnet")
 MATCHING_BINARIZE = ("min_max", "raw")
@@ -49,6 +50,9 @@ class TrainingConfig:
                                      "training examples.")
     learning_rate: float = _field(1e-3, "Learning rate.")
     optimizer: str = _field("adam", "Optimizer (sgd uses momentum 0.9).", choices=OPTIMIZERS)
+    lr_schedule: str = _field("constant", "Learning rate over the run: constant, or cosine "
+                                          "(decays from --learning_rate to 0 over all "
+                                          "epochs x steps).", choices=LR_SCHEDULES)
     flip: bool = _field(True, "Random horizontal flips.")
     scale_jitter: float = _field(0.0, "Random zoom-in crops keeping 1 - scale_jitter .. 1 of "
                                       "each side (0 disables).")

@@ -143,10 +143,22 @@ def training_runtime(config: TrainingConfig,
 
 
 def make_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
-    """Adam, or SGD with momentum 0.9, at the configured learning rate."""
+    """Adam, or SGD with momentum 0.9, at the configured learning rate and schedule.
+
+    Args:
+        config: A resolved configuration (`resolved_config`: steps per epoch set), which
+            the cosine schedule needs for its length.
+    """
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        if config.steps is None:
+            raise ValueError("the cosine schedule needs the steps per epoch: pass a "
+                             "resolved config (runner.resolved_config)")
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * config.steps)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate, momentum=0.9)
-    return keras.optimizers.Adam(config.learning_rate)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    return keras.optimizers.Adam(learning_rate)
 
 
 def training_input_options(config: TrainingConfig, skips: SkipCounter) -> dict[str, Any]:
