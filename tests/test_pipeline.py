@@ -2,6 +2,7 @@
 stages are tested in tests/training and end to end in tests/test_world_end_to_end.py)."""
 
 import json
+import dataclasses
 import os
 
 import pytest
@@ -58,6 +59,21 @@ def test_stage_configs_come_from_the_preset_with_variant_flags(tmp_path):
     saliency = stage_config(config, "saliency")  # flags/world_saliency.cfg
     assert saliency.model_dir == config.model_dir("saliency")
     assert saliency.encoder_widths == stage_config(config, "segmentation").encoder_widths
+
+
+def test_world_quality_preset_is_the_world_preset_with_longer_schedules(tmp_path):
+    world = PipelineConfig(data_root="/d", work_dir=str(tmp_path))
+    quality = PipelineConfig(data_root="/d", work_dir=str(tmp_path), preset="world_quality")
+    assert quality.word_dim == world.word_dim == 32
+    epochs = {}
+    for step in ("embedding", "refinement", "segmentation", "saliency"):
+        fast, slow = stage_config(world, step), stage_config(quality, step)
+        epochs[step] = (fast.epochs, slow.epochs)
+        # Only the epochs differ: every other setting was chosen for the world preset.
+        assert dataclasses.replace(slow, epochs=fast.epochs) == fast, step
+    assert epochs["refinement"] == (12, 30) and epochs["segmentation"] == (4, 8)
+    assert epochs["embedding"][0] == epochs["embedding"][1]
+    assert stage_config(quality, "segmentation").lr_schedule == "cosine"
 
 
 def test_paper_preset_uses_resnet50_and_512_dims(tmp_path):

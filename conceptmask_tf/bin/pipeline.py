@@ -28,9 +28,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True
                         "Output folder: concepts/, models/, report/.", flag_values=fv)
     if with_data_root:  # the demo always uses the world preset
         flags.DEFINE_enum("preset", "world", PRESETS, "Stage presets: "
-                          "flags/<preset>_stage*.cfg.", flag_values=fv)
+                          "flags/<preset>_stage*.cfg (world: the 15-minute demo; "
+                          "world_quality: longer schedules on the concept world).",
+                          flag_values=fv)
     flags.DEFINE_integer("dim", None, "Word-vector dimension (default: 32 for the world "
-                         "preset, 512 for the paper preset).", lower_bound=1, flag_values=fv)
+                         "presets, 512 for the paper preset).", lower_bound=1, flag_values=fv)
     flags.DEFINE_bool("ablations", True, "Train the no_neg and single_att variants too.",
                       flag_values=fv)
     flags.DEFINE_bool("baselines", True, "Train the saliency baseline too (the report's "
