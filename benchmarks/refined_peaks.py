@@ -85,7 +85,7 @@ def main() -> None:
     counts = collections.Counter()
     units = embeddings.vectors / np.maximum(
         np.linalg.norm(embeddings.vectors, axis=1, keepdims=True), 1e-12)
-    projection, regions = np.zeros(len(units)), 0
+    projection, regions, side = np.zeros(len(units)), 0, None
     for image in eval_set.images:
         present = {p.concept: p for p in image.pairs if p.present}
         queried = [c for c in wanted if c in present]
@@ -114,6 +114,9 @@ def main() -> None:
             projection += region.mean(axis=0) @ units.T
             regions += 1
 
+    if side is None:
+        raise SystemExit(f"no {args.split} image has any of {wanted} or "
+                         f"{args.region_concept!r} present")
     print(f"pointing game at {side} x {side} against the mask ({args.split} split)")
     print("concept | split | pairs | original | fine-tuned | refined | refined misses fall on")
     for concept in wanted:
