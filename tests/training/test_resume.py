@@ -55,6 +55,27 @@ def test_interrupted_fit_resumes_at_its_last_backup_and_ends_with_the_same_steps
         f"embedding-epoch{COMMON['epochs']:03d}.keras"]
 
 
+class _StartingRate(keras.callbacks.Callback):
+    """Records the learning rate when training starts (after any restore)."""
+
+    def on_train_begin(self, logs=None):
+        self.rate = float(self.model.optimizer.learning_rate)
+
+
+@pytest.mark.slow
+def test_a_resumed_cosine_schedule_continues_where_the_backup_left_it(world, stage1):
+    config = tiny_config(EmbeddingConfig, world, "resume_cosine", summary_images=0,
+                         lr_schedule="cosine")
+    with pytest.raises(_Interrupt):
+        embedding.train(config, callbacks=[_StopAfter(7)])
+    start = _StartingRate()
+    embedding.train(config, callbacks=[start])
+    total = COMMON["epochs"] * COMMON["steps"]
+    expected = keras.optimizers.schedules.CosineDecay(config.learning_rate, total)(6)
+    assert start.rate == pytest.approx(float(expected), rel=1e-5)
+    assert start.rate < config.learning_rate  # not restarted from the top
+
+
 def test_resuming_with_other_step_accounting_is_refused(tmp_path):
     config = EmbeddingConfig(data_root="/d", concepts_dir="/c", model_dir=str(tmp_path),
                              steps=5)
