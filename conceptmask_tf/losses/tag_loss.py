@@ -8,6 +8,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from conceptmask_tf.losses._sigmoid import sigmoid_cross_entropy
+
 
 @keras.saving.register_keras_serializable(package="conceptmask_tf")
 class TagLoss(keras.losses.Loss):
@@ -48,9 +50,7 @@ class TagLoss(keras.losses.Loss):
         for r in self.ignored_rows:
             keep[r] = 0.0
         keep = ops.convert_to_tensor(keep, dtype=y_pred.dtype)
-        # Stable sigmoid cross-entropy: max(x, 0) - x z + log(1 + exp(-|x|)).
-        x = y_pred
-        entropy = ops.relu(x) - x * labels + ops.log1p(ops.exp(-ops.abs(x)))
+        entropy = sigmoid_cross_entropy(labels, y_pred)  # [B, V]
         return ops.sum(entropy * keep, axis=-1) / ops.sum(keep)
 
     def get_config(self) -> dict[str, Any]:
