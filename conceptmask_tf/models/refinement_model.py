@@ -34,6 +34,7 @@ class RefinementModel(keras.Model):
         word_vectors: float [V, D] (row i = concept i); None leaves zeros (to be loaded).
         hidden_dim: H of the refinement head.
         coarse_skip: See `ConceptRefinement`.
+        location_term: See `ConceptRefinement`.
         similarity: "cosine" or "dot" for coarse maps (see `ConceptAttention`).
         concept_input: "ids" -> input "concept_ids" int32 [B, K] (vocabulary rows, -1 =
             padding; the stage-2 pipeline's features); "vectors" -> input
@@ -52,7 +53,8 @@ class RefinementModel(keras.Model):
     def __init__(self, embedding: FullyConvolutionalEmbedding, vocabulary_size: int,
                  word_vectors: np.ndarray | None = None, hidden_dim: int = 256,
                  coarse_skip: bool = True, similarity: str = "cosine",
-                 concept_input: str = "ids", **kwargs: Any) -> None:
+                 concept_input: str = "ids", location_term: bool = False,
+                 **kwargs: Any) -> None:
         if concept_input not in CONCEPT_INPUTS:
             raise ValueError(f"concept_input must be one of {CONCEPT_INPUTS}, "
                              f"got {concept_input!r}")
@@ -60,7 +62,8 @@ class RefinementModel(keras.Model):
         vocabulary = VocabularyAttention(vocabulary_size, dim, similarity, word_vectors,
                                          name="vocabulary")
         attention = ConceptAttention(similarity, name="concept_attention")
-        head = ConceptRefinement(dim, hidden_dim, coarse_skip, name="refinement_head")
+        head = ConceptRefinement(dim, hidden_dim, coarse_skip, location_term,
+                                 name="refinement_head")
 
         image = keras.Input(shape=embedding.input_shape[1:], name="image")
         embedded = embedding(image)
@@ -87,6 +90,7 @@ class RefinementModel(keras.Model):
         self.vocabulary_size = int(vocabulary_size)
         self.hidden_dim = int(hidden_dim)
         self.coarse_skip = bool(coarse_skip)
+        self.location_term = bool(location_term)
         self.similarity = similarity
         self.concept_input = concept_input
 
@@ -116,7 +120,8 @@ class RefinementModel(keras.Model):
         return {"embedding": keras.layers.serialize(self.embedding),
                 "vocabulary_size": self.vocabulary_size, "hidden_dim": self.hidden_dim,
                 "coarse_skip": self.coarse_skip, "similarity": self.similarity,
-                "concept_input": self.concept_input, "name": self.name,
+                "concept_input": self.concept_input, "location_term": self.location_term,
+                "name": self.name,
                 "trainable": self.trainable}
 
     @classmethod

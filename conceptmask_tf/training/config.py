@@ -162,6 +162,9 @@ class RefinementConfig(TrainingConfig):
     embedding_model_dir: str = _field(help="Model dir of a trained stage 1 "
                                            "(conceptmask-train-embedding).")
     hidden_dim: int = _field(256, "Hidden width H of the refinement head.")
+    location_term: bool = _field(False, "Add a concept-independent logit per location to "
+                                        "the refinement head (not in the paper; see "
+                                        "conceptmask_tf.models.ConceptRefinement).")
     max_concepts: int = _field(8, "Box concepts per image (padded; more are subsampled).")
     matching_top_n: int = _field(800, "N: matching loss over the N concepts with the highest "
                                       "original activation (0 disables it).")

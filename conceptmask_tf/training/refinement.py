@@ -282,7 +282,8 @@ def build_trainer(config: RefinementConfig, concepts: TrainingConcepts) -> Refin
         spatial = SpatialDiscriminationLoss(gamma, rows, len(vectors),
                                             weight=config.spatial_weight)
     refinement = RefinementModel(to_fully_convolutional(stage1), len(vectors), vectors,
-                                 config.hidden_dim, similarity=config.similarity)
+                                 config.hidden_dim, similarity=config.similarity,
+                                 location_term=config.location_term)
     return RefinementTrainer(
         refinement, to_fully_convolutional(stage1, name="original"), vectors,
         matching_top_n=config.matching_top_n, matching_weight=config.matching_weight,

@@ -17,8 +17,8 @@ def _inputs(k: int = 3, seed: int = 0):
     return vocabulary_maps, vectors, coarse
 
 
-def _head() -> ConceptRefinement:
-    head = ConceptRefinement(DIM, HIDDEN)
+def _head(location_term: bool = False) -> ConceptRefinement:
+    head = ConceptRefinement(DIM, HIDDEN, location_term=location_term)
     head(*_inputs())
     rng = np.random.default_rng(5)
     for weight in head.weights:  # non-trivial bias, skip scale, biases of the convs
@@ -60,7 +60,25 @@ def test_without_skip_the_coarse_input_is_not_needed():
     assert len(head.weights) == 5  # two kernels, two biases, the scalar bias
 
 
+def test_location_term_adds_one_logit_per_location_to_every_concept():
+    head = _head(location_term=True)
+    vocabulary_maps, vectors, coarse = _inputs()
+    logits = np.asarray(head(vocabulary_maps, vectors, coarse))
+    w1, b1 = (np.asarray(v) for v in head.combine.weights)
+    w2, b2 = (np.asarray(v) for v in head.project.weights)
+    w3, b3 = (np.asarray(v) for v in head.locate.weights)
+    g = np.maximum(vocabulary_maps @ w1[0, 0] + b1, 0)  # [B, h, w, H]
+    r = g @ w2[0, 0] + b2
+    u = g @ w3[0, 0] + b3  # [B, h, w, 1], the same for every concept
+    unit = vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+    expected = (np.einsum("bhwd,bkd->bhwk", r, unit) + float(head.coarse_weight) * coarse
+                + float(head.bias) + u)
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    assert np.ptp(u) > 0.1  # the term varies over locations, so the check above has teeth
+
+
 def test_config_round_trip():
-    head = ConceptRefinement(DIM, HIDDEN, coarse_skip=False)
-    clone = keras.layers.deserialize(keras.layers.serialize(head))
-    assert clone.get_config() == head.get_config()
+    for location_term in (False, True):
+        head = ConceptRefinement(DIM, HIDDEN, coarse_skip=False, location_term=location_term)
+        clone = keras.layers.deserialize(keras.layers.serialize(head))
+        assert clone.get_config() == head.get_config()

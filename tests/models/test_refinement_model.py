@@ -78,12 +78,14 @@ def test_unknown_concept_input_is_refused():
         RefinementModel.from_config({**refinement_model().get_config(), "concept_input": "x"})
 
 
-def test_save_and_load_keep_predictions_and_word_vectors(tmp_path):
-    model = refinement_model()
+@pytest.mark.parametrize("location_term", [False, True])
+def test_save_and_load_keep_predictions_and_word_vectors(tmp_path, location_term):
+    model = refinement_model(location_term=location_term)
     path = str(tmp_path / "refinement.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, RefinementModel)
+    assert loaded.location_term is location_term
     np.testing.assert_array_equal(loaded.vocabulary.word_vectors, word_vectors())
     inputs = {"image": images(2), "concept_ids": IDS}
     assert_same_outputs(loaded(inputs, training=False), model(inputs, training=False))

@@ -48,10 +48,11 @@ def embedding_model(final_relu: bool = False, pooling: str = "after_head") -> Em
     return model
 
 
-def refinement_model(concept_input: str = "ids", coarse_skip: bool = True) -> RefinementModel:
+def refinement_model(concept_input: str = "ids", coarse_skip: bool = True,
+                     location_term: bool = False) -> RefinementModel:
     fcn = to_fully_convolutional(embedding_model())
     return RefinementModel(fcn, VOCAB, word_vectors(), hidden_dim=16, coarse_skip=coarse_skip,
-                           concept_input=concept_input)
+                           concept_input=concept_input, location_term=location_term)
 
 
 def segmentation_model(num_attention_maps: int = 2) -> SegmentationModel:
