@@ -3,7 +3,8 @@
 Two forms of the same data:
 
 * Records (`TaggedImage`): `iter_tag_manifest` / `read_tag_manifest` and
-  `read_oi_image_labels`, for small data and the stage-1 input pipeline.
+  `read_oi_image_labels`, for small data and the stage-1 input pipeline
+  (`read_oi_verified_labels` also keeps the verified-absent labels, for stage 2).
 * A columnar `TagCorpus` (CSR incidence: `indptr`, integer `tag_ids`, tag names), built at
   the paper's scale (6M images x 30 tags) in seconds: `read_tag_corpus` parses ``tags.jsonl``
   in large byte chunks with ``pyarrow.json`` and dictionary-encodes the tag strings, so
@@ -53,6 +54,7 @@ SKIP_EMPTY_NAME = "tag normalises to an empty name"
 SKIP_DUPLICATE = "tag repeated in an image"
 SKIP_NO_TAGS = "image has no tags"
 SKIP_UNKNOWN_LABEL = "label MID not in the class descriptions"
+SKIP_CONFLICTING_LABEL = "label both verified present and verified absent in an image"
 
 _SCHEMA = pa.schema([("image", pa.string()), ("tags", pa.list_(pa.string()))])
 _CHUNK_BYTES = 64 << 20
@@ -206,6 +208,26 @@ def _present(value: str, path: str, row_number: int) -> bool:
                         f"row {row_number}") from None
 
 
+def _oi_label_rows(labels_csv: str, descriptions_csv: str, skips: SkipCounter
+                   ) -> Iterator[tuple[str, str | None, bool]]:
+    """(ImageID, display name or None for an unknown MID (counted), present) per data row."""
+    mid_names = read_class_descriptions(descriptions_csv)
+    with open(labels_csv, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        cols = _oi_columns(next(reader, []), labels_csv)
+        for row_number, row in enumerate(reader, 2):
+            if not row:
+                continue
+            if len(row) <= max(cols.values()):
+                raise DataError(f"expected at least {max(cols.values()) + 1} fields",
+                                labels_csv, f"row {row_number}")
+            present = _present(row[cols["Confidence"]], labels_csv, row_number)
+            name = mid_names.get(row[cols["LabelName"]])
+            if name is None and present:
+                skips.skip(SKIP_UNKNOWN_LABEL, labels_csv, f"row {row_number}")
+            yield row[cols["ImageID"]], name, present
+
+
 def read_oi_image_labels(labels_csv: str, descriptions_csv: str,
                          skips: SkipCounter | None = None,
                          image_ext: str = ".jpg") -> list[TaggedImage]:
@@ -223,24 +245,10 @@ def read_oi_image_labels(labels_csv: str, descriptions_csv: str,
         DataError: On a missing column, a short row or a non-numeric Confidence.
     """
     skips = skips if skips is not None else SkipCounter(labels_csv)
-    mid_names = read_class_descriptions(descriptions_csv)
     per_image: dict[str, list[str]] = {}
-    with open(labels_csv, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        cols = _oi_columns(next(reader, []), labels_csv)
-        for row_number, row in enumerate(reader, 2):
-            if not row:
-                continue
-            if len(row) <= max(cols.values()):
-                raise DataError(f"expected at least {max(cols.values()) + 1} fields",
-                                labels_csv, f"row {row_number}")
-            tags = per_image.setdefault(row[cols["ImageID"]], [])
-            if not _present(row[cols["Confidence"]], labels_csv, row_number):
-                continue
-            name = mid_names.get(row[cols["LabelName"]])
-            if name is None:
-                skips.skip(SKIP_UNKNOWN_LABEL, labels_csv, f"row {row_number}")
-                continue
+    for image_id, name, present in _oi_label_rows(labels_csv, descriptions_csv, skips):
+        tags = per_image.setdefault(image_id, [])
+        if present and name is not None:
             tags.append(name)
     records = []
     for image_id, tags in per_image.items():
@@ -248,6 +256,53 @@ def read_oi_image_labels(labels_csv: str, descriptions_csv: str,
         if kept:
             records.append(TaggedImage(f"images/{image_id}{image_ext}", kept))
     return records
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifiedLabels:
+    """An image's verified image-level labels (normalised names, row order)."""
+
+    present: tuple[str, ...]
+    absent: tuple[str, ...]
+
+
+def read_oi_verified_labels(labels_csv: str, descriptions_csv: str,
+                            skips: SkipCounter | None = None) -> dict[str, VerifiedLabels]:
+    """Verified-present and verified-absent labels per image of an Open Images labels CSV.
+
+    Open Images' human-verified image-level labels say for some concepts that an image
+    shows them (Confidence 1) and for others that it does not (Confidence 0). Unknown MIDs
+    are counted (`SKIP_UNKNOWN_LABEL`) and dropped, repeated labels kept once, and a label
+    both present and absent in one image is dropped from both and counted
+    (`SKIP_CONFLICTING_LABEL`).
+
+    Args:
+        labels_csv: ``ImageID,Source,LabelName,Confidence`` CSV with a header.
+        descriptions_csv: Class descriptions (MID -> display name), no header.
+        skips: Counts the skips above.
+
+    Returns:
+        ImageID (the image file's stem) -> its labels, images in first-seen order.
+
+    Raises:
+        DataError: On a missing column, a short row or a non-numeric Confidence.
+    """
+    skips = skips if skips is not None else SkipCounter(labels_csv)
+    per_image: dict[str, tuple[dict[str, None], dict[str, None]]] = {}
+    for image_id, name, present in _oi_label_rows(labels_csv, descriptions_csv, skips):
+        if name is None and not present:  # _oi_label_rows counts the present ones
+            skips.skip(SKIP_UNKNOWN_LABEL, labels_csv, f"ImageID {image_id}")
+        name = normalize_concept(name) if name is not None else ""
+        if name:
+            per_image.setdefault(image_id, ({}, {}))[0 if present else 1][name] = None
+    labels = {}
+    for image_id, (present, absent) in per_image.items():
+        for name in present.keys() & absent.keys():
+            skips.skip(SKIP_CONFLICTING_LABEL, labels_csv, f"ImageID {image_id}: {name}")
+        labels[image_id] = VerifiedLabels(
+            tuple(n for n in present if n not in absent),
+            tuple(n for n in absent if n not in present))
+    return labels
 
 
 # ----------------------------------------------------------------------------- columnar

@@ -7,6 +7,7 @@ come.
 
 from conceptmask_tf.losses.box_loss import BoxLoss
 from conceptmask_tf.losses.cosine_embedding_loss import CosineEmbeddingLoss
+from conceptmask_tf.losses.image_label_loss import ImageLabelLoss
 from conceptmask_tf.losses.mask_loss import MaskLoss
 from conceptmask_tf.losses.matching_loss import (
                                                  MatchingLoss,
@@ -17,6 +18,6 @@ from conceptmask_tf.losses.matching_loss import (
 from conceptmask_tf.losses.spatial_discrimination_loss import SpatialDiscriminationLoss
 from conceptmask_tf.losses.tag_loss import TagLoss
 
-__all__ = ["BoxLoss", "CosineEmbeddingLoss", "MaskLoss", "MatchingLoss",
+__all__ = ["BoxLoss", "CosineEmbeddingLoss", "ImageLabelLoss", "MaskLoss", "MatchingLoss",
            "SpatialDiscriminationLoss", "TagLoss", "binarize_attention", "matching_targets",
            "select_matching_concepts"]

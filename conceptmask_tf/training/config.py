@@ -197,6 +197,12 @@ class RefinementConfig(TrainingConfig):
                                        "(eq. 1 as written) between word vector and "
                                        "per-location embedding.", choices=SIMILARITY_CHOICES)
     min_box_examples: int = _field(1, "Drop box concepts with fewer images (OIVG-750 filter).")
+    label_weight: float = _field(0.0, "Weight of the image-level label loss on the refined "
+                                      "maps, from the verified labels of "
+                                      "labels/oi_image_labels_train.csv (0 = off, the paper; "
+                                      "see conceptmask_tf.losses.ImageLabelLoss).")
+    max_labels: int = _field(16, "Verified image-level labels per image for the label loss "
+                                 "(more are subsampled).")
 
     stage: typing.ClassVar[str] = "refinement"
 
@@ -204,12 +210,12 @@ class RefinementConfig(TrainingConfig):
         problems = []
         if not self.embedding_model_dir:
             problems.append("embedding_model_dir is required")
-        for name in ("hidden_dim", "max_concepts", "min_box_examples"):
+        for name in ("hidden_dim", "max_concepts", "min_box_examples", "max_labels"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.matching_top_n < 0:
             problems.append(f"matching_top_n must be >= 0, got {self.matching_top_n}")
-        if self.matching_weight < 0 or self.spatial_weight < 0:
+        if self.matching_weight < 0 or self.spatial_weight < 0 or self.label_weight < 0:
             problems.append("loss weights must be >= 0")
         return problems
 

@@ -27,9 +27,16 @@ from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.pipelines import num_refinement_examples, refinement_dataset
 from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.tags import read_oi_verified_labels
 from conceptmask_tf.data.types import BoxedImage
 from conceptmask_tf.errors import DataError
-from conceptmask_tf.losses import BoxLoss, MatchingLoss, SpatialDiscriminationLoss, matching_targets
+from conceptmask_tf.losses import (
+    BoxLoss,
+    ImageLabelLoss,
+    MatchingLoss,
+    SpatialDiscriminationLoss,
+    matching_targets,
+)
 from conceptmask_tf.models import (
     EmbeddingModel,
     FullyConvolutionalEmbedding,
@@ -50,6 +57,9 @@ from conceptmask_tf.training.summary_images import (
     picture_rows,
     validation_examples,
 )
+
+LABEL_NOT_USED = ("image-level label of a concept outside concepts.tsv or never a target "
+                  "(zero-shot, held out): not used by the label loss")
 
 
 class RefinementTrainer(keras.Model):
@@ -73,20 +83,24 @@ class RefinementTrainer(keras.Model):
         spatial_loss: The spatial discrimination loss, or None (no_neg).
         excluded_ids: Vocabulary rows never used as matching concepts (zero-shot, and
             concepts containing a zero-shot word).
+        label_loss: The image-level label loss (`ImageLabelLoss`), or None (the paper:
+            stage 2 reads no image-level labels). With it, the features carry
+            "label_ids" and the targets "label_present" (`refinement_dataset`).
         **kwargs: keras.Model arguments.
 
-    Inputs: the stage-2 pipeline's features {"image": [B, S, S, 3], "concept_ids": [B, K]}.
+    Inputs: the stage-2 pipeline's features {"image": [B, S, S, 3], "concept_ids": [B, K]}
+            (and "label_ids": [B, L] with a label loss).
     Outputs: {"box_logits": [B, K, m, m], "matching_logits" / "matching_masks": [B, N, m, m],
               "matching_valid": [B, N], "matching_ids": [B, N] vocabulary rows,
-              "spatial_logits": [B, J, m, m]} (the matching and spatial entries only when
-              those losses are on).
+              "spatial_logits": [B, J, m, m], "label_logits": [B, L, m, m]} (the matching,
+              spatial and label entries only when those losses are on).
     """
 
     def __init__(self, refinement: RefinementModel, original: FullyConvolutionalEmbedding,
                  word_vectors: np.ndarray, *, matching_top_n: int, matching_weight: float,
                  matching_threshold: float, spatial_loss: SpatialDiscriminationLoss | None,
                  matching_binarize: str = "min_max", excluded_ids: Sequence[int] = (),
-                 **kwargs: Any) -> None:
+                 label_loss: ImageLabelLoss | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if refinement.concept_input != "ids":
             raise ValueError("the refinement network must take concept ids")
@@ -116,6 +130,7 @@ class RefinementTrainer(keras.Model):
         self.box_loss = BoxLoss()
         self.matching_loss = MatchingLoss(matching_weight)
         self.spatial_loss = spatial_loss
+        self.label_loss = label_loss
         self._candidate_ids = (np.zeros(0, np.int32) if spatial_loss is None
                                else spatial_loss.candidate_ids.astype(np.int32))  # [J]
         # One metric per loss term in use (Keras resets and logs tracked metrics).
@@ -124,6 +139,8 @@ class RefinementTrainer(keras.Model):
                                      if self.uses_matching else None)
         self.spatial_loss_metric = (keras.metrics.Mean(name="spatial_loss")
                                     if self.uses_spatial else None)
+        self.label_loss_metric = (keras.metrics.Mean(name="label_loss")
+                                  if label_loss is not None else None)
         self.built = True  # every weight exists already (BackupAndRestore needs it built)
 
     @property
@@ -158,13 +175,19 @@ class RefinementTrainer(keras.Model):
         if self.uses_spatial:
             candidates = self._candidate_ids[None]  # [1, J]
             groups.append(tf.broadcast_to(candidates, [batch, candidates.shape[1]]))
+        if self.label_loss is not None:
+            groups.append(tf.maximum(ops.cast(features["label_ids"], "int32"), 0))
         logits = self.refinement({"image": image, "concept_ids": tf.concat(groups, axis=1)},
-                                 training=training)["logits"]  # [B, K + N + J, m, m]
+                                 training=training)["logits"]  # [B, K + N + J + L, m, m]
+        sizes = [num_boxes, self.matching_top_n, len(self._candidate_ids)]
+        starts = np.cumsum([0, *sizes])
         outputs["box_logits"] = logits[:, :num_boxes]
         if self.uses_matching:
-            outputs["matching_logits"] = logits[:, num_boxes:num_boxes + self.matching_top_n]
+            outputs["matching_logits"] = logits[:, starts[1]:starts[2]]
         if self.uses_spatial:
-            outputs["spatial_logits"] = logits[:, num_boxes + self.matching_top_n:]
+            outputs["spatial_logits"] = logits[:, starts[2]:starts[3]]
+        if self.label_loss is not None:
+            outputs["label_logits"] = logits[:, starts[3]:]
         return outputs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -179,6 +202,10 @@ class RefinementTrainer(keras.Model):
         if self.uses_spatial:
             terms.append((self.spatial_loss_metric, self.spatial_loss(
                 {**y, "concept_ids": x["concept_ids"]}, y_pred["spatial_logits"])))
+        if self.label_loss is not None:
+            terms.append((self.label_loss_metric, self.label_loss(
+                {"label_present": y["label_present"], "label_ids": x["label_ids"]},
+                y_pred["label_logits"])))
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for metric, value in terms:
             metric.update_state(value * replicas)  # undo the replica scaling for display
@@ -214,6 +241,8 @@ def train(config: RefinementConfig,
         concepts = load_training_concepts(config.data_root, config.concepts_dir)
         skips = SkipCounter(config.data_root)
         boxed, index = box_targets(config, concepts, skips)
+        labels = (image_labels(config.data_root, boxed, concepts, skips)
+                  if config.label_weight > 0 else None)
         num_examples = num_refinement_examples(boxed, index)
         config = runner.resolved_config(config, num_examples, runtime)
         with runtime.strategy.scope():
@@ -224,8 +253,8 @@ def train(config: RefinementConfig,
         mask_size = attention_map_size(refinement.embedding, config.image_size)
         dataset = refinement_dataset(
             config.data_root, boxed, index, image_size=config.image_size,
-            mask_size=mask_size, max_concepts=config.max_concepts,
-            **runner.training_input_options(config, skips))
+            mask_size=mask_size, max_concepts=config.max_concepts, image_labels=labels,
+            max_labels=config.max_labels, **runner.training_input_options(config, skips))
         examples = validation_examples(config.data_root, BOX_LEVELS, index, config.image_size,
                                        config.summary_images)
         pictures = None if examples is None else Pictures(
@@ -240,6 +269,7 @@ def train(config: RefinementConfig,
                    "target_concepts": sorted(index),
                    "matching_concepts": trainer.matching_top_n,
                    "spatial_candidates": 0 if spatial is None else len(spatial.candidate_ids),
+                   "labelled_images": 0 if labels is None else len(labels),
                    **concepts.exclusion_facts()},
             skips=skips, callbacks=callbacks)
 
@@ -261,6 +291,48 @@ def box_targets(config: RefinementConfig, concepts: TrainingConcepts, skips: Ski
                         "containing no zero-shot word)",
                         path=config.data_root)
     return boxed, index
+
+
+def image_labels(data_root: str, boxed: Sequence[BoxedImage], concepts: TrainingConcepts,
+                 skips: SkipCounter) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Verified image-level labels of the box images, as vocabulary rows.
+
+    Read from labels/oi_image_labels_train.csv (`read_oi_verified_labels`) and matched to
+    the box images by file stem (the Open Images ImageID). Labels of concepts outside
+    concepts.tsv, and of zero-shot and held-out concepts (never a target), are dropped and
+    counted.
+
+    Returns:
+        Box image path -> (rows int32 [n], present float32 [n]), for images with a label.
+
+    Raises:
+        FileNotFoundError: No labels file or class descriptions.
+    """
+    root = DataRoot(data_root)
+    for path in (root.oi_image_labels, root.oi_class_descriptions):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--label_weight > 0 needs {path} (Open Images "
+                                    "image-level labels and their class descriptions)")
+    verified = read_oi_verified_labels(root.oi_image_labels, root.oi_class_descriptions,
+                                       skips)
+    index = concepts.embeddings.vocabulary.index_of
+    excluded = concepts.excluded
+    result = {}
+    for image in boxed:
+        stem = os.path.splitext(os.path.basename(image.image))[0]
+        if stem not in verified:
+            continue
+        rows, present = [], []
+        for names, value in ((verified[stem].present, 1.0), (verified[stem].absent, 0.0)):
+            for name in names:
+                if name in excluded or name not in index:
+                    skips.skip(LABEL_NOT_USED, path=image.image, record=name)
+                    continue
+                rows.append(index[name])
+                present.append(value)
+        if rows:
+            result[image.image] = (np.asarray(rows, np.int32), np.asarray(present, np.float32))
+    return result
 
 
 def build_trainer(config: RefinementConfig, concepts: TrainingConcepts) -> RefinementTrainer:
@@ -289,7 +361,9 @@ def build_trainer(config: RefinementConfig, concepts: TrainingConcepts) -> Refin
         matching_top_n=config.matching_top_n, matching_weight=config.matching_weight,
         matching_threshold=config.matching_threshold, spatial_loss=spatial,
         matching_binarize=config.matching_binarize,
-        excluded_ids=concepts.excluded_rows(), name="refinement_trainer")
+        excluded_ids=concepts.excluded_rows(),
+        label_loss=ImageLabelLoss(config.label_weight) if config.label_weight > 0 else None,
+        name="refinement_trainer")
 
 
 def spatial_gamma(concepts_dir: str, concepts: TrainingConcepts,

@@ -257,6 +257,33 @@ def test_refinement_counts_overflow_and_draws_subsets_in_training(tmp_path):
     assert len(seen) > 1
 
 
+def test_refinement_label_slots_follow_their_image_and_are_subsampled(tmp_path):
+    paths = [_save(tmp_path, f"images/{i}.png", _flat(30 * i, 8, 8)) for i in range(3)]
+    records = [_boxed(p, ("car", 0.0, 0.0, 0.5, 0.5)) for p in paths]
+    labels = {paths[0]: (np.array([7, 8, 9], np.int32), np.array([1, 0, 0], np.float32)),
+              paths[1]: (np.array([3], np.int32), np.array([0], np.float32))}  # 2: none
+    common = {"image_size": 8, "mask_size": 4, "max_concepts": 1, "image_labels": labels,
+              "max_labels": 2}
+    dataset = refinement_dataset(str(tmp_path), records, {"car": 5}, batch_size=3,
+                                 training=False, **common)
+    (features, targets), = _batches(dataset)
+    np.testing.assert_array_equal(features["label_ids"], [[7, 8], [3, -1], [-1, -1]])
+    np.testing.assert_array_equal(targets["label_present"], [[1, 0], [0, 0], [0, 0]])
+    train_set = refinement_dataset(str(tmp_path), records[:1] * 2, {"car": 5}, batch_size=2,
+                                   training=True, seed=0, flip=False, **common)
+    seen = set()
+    for _ in range(4):
+        for features, targets in _examples(train_set):
+            pairs = dict(zip(features["label_ids"], targets["label_present"]))
+            assert pairs.items() <= {7: 1.0, 8: 0.0, 9: 0.0}.items()  # each keeps its value
+            seen.add(tuple(sorted(pairs)))
+    assert len(seen) > 1
+    no_labels = refinement_dataset(str(tmp_path), records, {"car": 5}, image_size=8,
+                                   mask_size=4, max_concepts=1, batch_size=3, training=False)
+    (features, targets), = _batches(no_labels)
+    assert "label_ids" not in features and "label_present" not in targets
+
+
 def test_refinement_flip_moves_image_and_box_masks_together(tmp_path):
     path = _save(tmp_path, "images/a.png", _left_white(8, 8))
     records = [_boxed(path, ("left", 0.0, 0.0, 0.5, 1.0))] * 4

@@ -188,3 +188,20 @@ def test_oi_labels_bad_confidence_or_header_raise(tmp_path, reader, confidence):
     path, descriptions = _write_oi(tmp_path, "ImageID,Source,Label,Confidence\n")
     with pytest.raises(DataError, match="missing column"):
         reader(path, descriptions)
+
+
+def test_oi_verified_labels_keep_present_and_absent_labels(tmp_path):
+    path, descriptions = _write_oi(tmp_path, OI_LABELS + "imgA,verification,/m/98,0\n"
+                                   "imgD,verification,/m/01,0\nimgD,verification,/m/03,0\n")
+    skips = SkipCounter(path)
+    labels = tags.read_oi_verified_labels(path, descriptions, skips)
+    # imgD says car both present and absent: dropped from both and counted; unknown MIDs
+    # (/m/99 present, /m/98 absent) are counted; repeats (imgB dog) are kept once.
+    assert labels == {
+        "imgA": tags.VerifiedLabels(("car",), ("traffic light",)),
+        "imgB": tags.VerifiedLabels(("dog", "traffic light"), ()),
+        "imgC": tags.VerifiedLabels((), ("car",)),
+        "imgD": tags.VerifiedLabels((), ("dog",)),
+    }
+    assert skips.as_dict() == {tags.SKIP_UNKNOWN_LABEL: 2, tags.SKIP_CONFLICTING_LABEL: 1}
+    assert skips.examples[tags.SKIP_CONFLICTING_LABEL] == [f"{path} [ImageID imgD: car]"]

@@ -161,3 +161,37 @@ def test_training_concepts_exclude_zero_shot_and_held_out_alike():
     bare = _concepts(names, None)
     assert bare.held_out == bare.excluded == frozenset()
     assert set(bare.target_index(everything, BOX_LEVELS)) == everything - {"bus stop sign"}
+
+
+def test_stage2_image_labels_match_box_images_by_stem_and_never_use_held_out(tmp_path):
+    from conceptmask_tf.data.types import BoxedImage, ConceptBox
+    from conceptmask_tf.training.refinement import LABEL_NOT_USED, image_labels
+
+    names = ["bus", "red bus", "red", "car", "sky"]
+    splits = {"strong": ("car",), "weak_box": (), "weak_image": ("red", "sky", "red bus"),
+              "zero_shot": ("bus",)}
+    concepts = _concepts(names, splits)
+    (tmp_path / "boxes").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "boxes" / "oi_class_descriptions.csv").write_text(
+        "/m/1,Bus\n/m/2,Red bus\n/m/3,Red\n/m/4,Car\n/m/5,Sky\n/m/6,Tree\n")
+    (tmp_path / "labels" / "oi_image_labels_train.csv").write_text(
+        "ImageID,Source,LabelName,Confidence\n"
+        "a,verification,/m/3,1\na,verification,/m/5,0\na,verification,/m/1,0\n"
+        "a,verification,/m/2,1\na,verification,/m/6,0\nb,verification,/m/4,0\n"
+        "c,verification,/m/1,1\nnot_boxed,verification,/m/3,1\n")
+    box = ConceptBox("car", 0.0, 0.0, 1.0, 1.0)
+    boxed = [BoxedImage("images/a.png", (box,)), BoxedImage("images/b.jpg", (box,)),
+             BoxedImage("images/c.jpg", (box,)), BoxedImage("images/d.jpg", (box,))]
+    skips = SkipCounter()
+    labels = image_labels(str(tmp_path), boxed, concepts, skips)
+    # a: red present, sky absent; bus (zero-shot), red bus (held out) and tree (no
+    # vector) dropped. c has only a zero-shot label; d has no labels.
+    assert sorted(labels) == ["images/a.png", "images/b.jpg"]
+    np.testing.assert_array_equal(labels["images/a.png"][0], [2, 4])
+    np.testing.assert_array_equal(labels["images/a.png"][1], [1.0, 0.0])
+    np.testing.assert_array_equal(labels["images/b.jpg"][0], [3])
+    np.testing.assert_array_equal(labels["images/b.jpg"][1], [0.0])
+    assert skips.counts[LABEL_NOT_USED] == 4
+    with pytest.raises(FileNotFoundError, match="label_weight"):
+        image_labels(str(tmp_path / "missing"), boxed, concepts, SkipCounter())

@@ -67,7 +67,9 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
                        seed: int | None = None, flip: bool = True, scale_jitter: float = 0.0,
                        check_files: bool = True, skips: SkipCounter | None = None,
                        shuffle_buffer: int | None = None,
-                       repeat: bool = False) -> tf.data.Dataset:
+                       repeat: bool = False,
+                       image_labels: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                       max_labels: int = 16) -> tf.data.Dataset:
     """Batches of images with one box mask per concept, padded to `max_concepts`.
 
     The paper's stage-2 supervision G: 1 inside the boxes of the concept, 0 outside. Per
@@ -95,6 +97,10 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
         skips: Counts dropped records; by default a new counter that is logged.
         shuffle_buffer: Shuffle buffer; None shuffles all examples.
         repeat: Repeat indefinitely; pair with `steps_per_epoch`.
+        image_labels: Verified image-level labels per image (its path as in `images`):
+            (vocabulary rows int [n], present float [n] in {0, 1}); None leaves them out.
+            An image without an entry gets none.
+        max_labels: Label slots per image L (more are subsampled like the concepts).
 
     Returns:
         Dataset of (features, targets):
@@ -102,12 +108,14 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
                   "concept_ids": int32 [B, Kmax], -1 in padding slots},
         targets {"box_masks": float32 [B, Kmax, m, m] in {0, 1}, zero in padding slots,
                  "concept_valid": float32 [B, Kmax], 1 for a supervised concept}.
+        With `image_labels`, also features["label_ids"] int32 [B, L] (-1 = padding) and
+        targets["label_present"] float32 [B, L].
 
     Raises:
         DataError: No usable example is left.
     """
     check_positive(image_size=image_size, mask_size=mask_size, max_concepts=max_concepts,
-                   batch_size=batch_size)
+                   batch_size=batch_size, max_labels=max_labels)
     augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
     counter = skips if skips is not None else SkipCounter(source=data_root)
     rows = [row for row in (_image_row(image, concept_index, max_concepts, counter)
@@ -120,6 +128,11 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
         "boxes": _ragged([row[2] for row in rows], np.float32),
         "box_slots": _ragged([row[3] for row in rows], np.int32),
     }
+    if image_labels is not None:
+        no_labels = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+        labels = [image_labels.get(row[0], no_labels) for row in rows]
+        elements["label_ids"] = _ragged([ids for ids, _ in labels], np.int32)
+        elements["label_present"] = _ragged([present for _, present in labels], np.float32)
 
     def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
         view_seed = subset_seed = None
@@ -155,6 +168,12 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
             "concept_valid": tf.ensure_shape(tf.pad(tf.gather(valid, chosen), [[0, pad]]),
                                              [max_concepts]),
         }
+        if image_labels is not None:
+            label_ids, present = element["label_ids"], element["label_present"]  # [n_l]
+            label_seed = (None if subset_seed is None
+                          else tf.random.experimental.stateless_fold_in(subset_seed, 1))
+            features["label_ids"], targets["label_present"] = _label_slots(
+                label_ids, present, max_labels, label_seed)
         return features, targets
 
     dataset = make_dataset(elements, parse, num_examples=len(rows), batch_size=batch_size,
@@ -163,6 +182,19 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
     if skips is None:
         counter.log()
     return dataset
+
+
+def _label_slots(label_ids: tf.Tensor, present: tf.Tensor, max_labels: int,
+                 seed: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Up to L labels (the first ones, or a random subset with a seed), padded with -1 / 0."""
+    n = tf.shape(label_ids)[0]
+    order = (tf.range(n) if seed is None
+             else tf.argsort(tf.random.stateless_uniform([n], seed)))
+    chosen = order[:max_labels]
+    pad = max_labels - tf.size(chosen)
+    ids = tf.pad(tf.gather(label_ids, chosen), [[0, pad]], constant_values=-1)
+    return (tf.ensure_shape(ids, [max_labels]),
+            tf.ensure_shape(tf.pad(tf.gather(present, chosen), [[0, pad]]), [max_labels]))
 
 
 def _image_row(image: BoxedImage, concept_index: Mapping[str, int], max_concepts: int,
