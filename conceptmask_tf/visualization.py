@@ -56,6 +56,9 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[Seque
                   tile_size: int = 160, pad: int = 4) -> Image.Image:
     """Lays out image tiles in a grid, each with an optional caption underneath.
 
+    A caption wider than its tile wraps at spaces onto more lines (a word wider than the
+    tile is cut), and every row's caption band is as tall as the sheet's longest caption.
+
     Args:
         rows: rows of [h, w, 3] uint8 tiles (any size; resized to `tile_size` square).
         captions: same nesting as `rows`.
@@ -66,7 +69,10 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[Seque
         A PIL image.
     """
     font = ImageFont.load_default()
-    caption_h = 14 if captions else 0
+    wrapped = [[wrap_caption(text, font, tile_size - 4) if text else [] for text in row]
+               for row in captions] if captions else None
+    lines = max((len(c) for row in wrapped for c in row), default=1) if wrapped else 0
+    caption_h = CAPTION_LINE * max(lines, 1) + 2 if captions else 0
     ncols = max(len(r) for r in rows)
     width = ncols * (tile_size + pad) + pad
     height = len(rows) * (tile_size + caption_h + pad) + pad
@@ -78,9 +84,29 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray]], captions: Sequence[Seque
             y = pad + r * (tile_size + caption_h + pad)
             img = Image.fromarray(tile).resize((tile_size, tile_size), Image.NEAREST)
             sheet.paste(img, (x, y))
-            if captions and captions[r][c]:
-                draw.text((x + 2, y + tile_size + 1), captions[r][c][:28], fill=(0, 0, 0), font=font)
+            for i, line in enumerate(wrapped[r][c] if wrapped else []):
+                draw.text((x + 2, y + tile_size + 1 + i * CAPTION_LINE), line,
+                          fill=(0, 0, 0), font=font)
     return sheet
+
+
+CAPTION_LINE = 12  # pixels per caption line (PIL's default font is ~11 px tall)
+
+
+def wrap_caption(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+    """`text` in lines no wider than `width` pixels, broken at spaces."""
+    lines: list[str] = []
+    for word in text.split():
+        while font.getlength(word) > width:  # a word wider than the tile: cut it
+            cut = next((i for i in range(len(word) - 1, 0, -1)
+                        if font.getlength(word[:i]) <= width), 1)
+            lines.append(word[:cut])
+            word = word[cut:]
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        elif word:
+            lines.append(word)
+    return lines
 
 
 def _erode(mask: np.ndarray) -> np.ndarray:

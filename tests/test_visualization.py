@@ -32,4 +32,20 @@ def test_contact_sheet_size_follows_grid():
     tile = np.zeros((10, 20, 3), np.uint8)
     sheet = visualization.contact_sheet([[tile, tile, tile], [tile]], [["a", "b", "c"], ["d"]],
                                         tile_size=32, pad=2)
-    assert sheet.size == (3 * 34 + 2, 2 * (32 + 14 + 2) + 2)
+    assert sheet.size == (3 * 34 + 2, 2 * (32 + 14 + 2) + 2)  # one caption line: 12 + 2
+
+
+def test_long_captions_wrap_within_their_tile_and_lose_no_word():
+    from PIL import ImageFont
+    font = ImageFont.load_default()
+    text = "phrases: striped umbrella (weak_image)"
+    lines = visualization.wrap_caption(text, font, 124)
+    assert len(lines) > 1 and " ".join(lines) == text
+    assert all(font.getlength(line) <= 124 for line in lines)
+    cut = visualization.wrap_caption("abcdefghijklmnopqrstuvwxyz", font, 30)
+    assert "".join(cut) == "abcdefghijklmnopqrstuvwxyz" and len(cut) > 1
+    tile = np.zeros((10, 20, 3), np.uint8)
+    sheet = visualization.contact_sheet([[tile], [tile]], [[text], ["d"]], tile_size=128,
+                                        pad=2)
+    band = visualization.CAPTION_LINE * len(lines) + 2  # every row as tall as the longest
+    assert sheet.size == (128 + 4, 2 * (128 + band + 2) + 2)
