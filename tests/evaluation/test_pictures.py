@@ -6,8 +6,9 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 
+from conceptmask_tf import visualization
 from conceptmask_tf.evaluation.eval_set import load_eval_set
 from conceptmask_tf.evaluation.pictures import (
     SHEET_FILE,
@@ -60,9 +61,15 @@ def test_written_pictures_show_four_tiles_with_captions(eval_set, tmp_path):
     pictures = write_pictures(predict, eval_set, choices, str(tmp_path / "report"))
     assert [p.group for p in pictures] == [c.group for c in choices] + [SHEET_GROUP]
     assert pictures[-1].path == os.path.join("pictures", SHEET_FILE)
+    font = ImageFont.load_default()
+    lines = max(len(visualization.wrap_caption(f"{c.group}: {c.pair.concept} ({c.pair.split})",
+                                                font, 124)) for c in choices)
+    assert lines >= 2  # "objects: dog (strong)" and the like do not fit one 128-px tile
     with Image.open(tmp_path / "report" / pictures[-1].path) as all_in_one:
-        # One 128-px row (plus a 14-px caption and a 4-px gap) per picture, four tiles wide.
-        assert all_in_one.size == (4 * 132 + 4, len(choices) * (128 + 14 + 4) + 4)
+        # One 128-px row (plus its caption band, as tall as the longest caption, and a 4-px
+        # gap) per picture, four tiles wide.
+        band = visualization.CAPTION_LINE * lines + 2
+        assert all_in_one.size == (4 * 132 + 4, len(choices) * (128 + band + 4) + 4)
     first = pictures[0]
     assert first.path == os.path.join("pictures", "00_objects_dog.png")
     assert first.caption.startswith("dog (strong split, images/img0.png)")
