@@ -309,11 +309,9 @@ def image_labels(data_root: str, boxed: Sequence[BoxedImage], concepts: Training
         FileNotFoundError: No labels file or class descriptions.
     """
     root = DataRoot(data_root)
-    for path in (root.oi_image_labels, root.oi_class_descriptions):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"--label_weight > 0 needs {path} (Open Images "
-                                    "image-level labels and their class descriptions)")
-    verified = read_oi_verified_labels(root.oi_image_labels, root.oi_class_descriptions,
+    needed_for = "the image-level label loss (--label_weight > 0)"
+    verified = read_oi_verified_labels(root.require(root.oi_image_labels, needed_for),
+                                       root.require(root.oi_class_descriptions, needed_for),
                                        skips)
     index = concepts.embeddings.vocabulary.index_of
     excluded = concepts.excluded
