@@ -9,7 +9,9 @@ VALIDATION split by default, one row per concept:
   vector ("refined") and of the map stage 3 is given, blended with the neighbour's at the
   calibrated theta ("blended"); mask IoU with that blend (the model as exported), with
   theta = 1 (the concept's own refined map), and with oracle attention (the ceiling of
-  the segmentation network).
+  the segmentation network); and the IoU of the own refined map without stage 3
+  ("own_attention": the map upsampled to the image, min-max normalised per map and
+  thresholded at 0.5), so a drop from own_attention to own_map is stage 3's.
 
 The step where the figures drop is where the concept's region is lost. A models folder and
 concepts of `conceptmask-pipeline` (or the demo) and the theta its evaluation chose:
@@ -58,6 +60,20 @@ class WithBlend:
         return out
 
 
+class OwnAttentionMask:
+    """mask_probs = the refined own map (`AttentionMaps`' "refined"), min-max normalised
+    per map: the mask without stage 3, for `evaluate_segmentation` (threshold 0.5)."""
+
+    def __init__(self, maps: AttentionMaps) -> None:
+        self.maps = maps
+
+    def __call__(self, inputs, training=False):
+        refined = self.maps(inputs)["refined"]  # [B, K, H, W]
+        low = tf.reduce_min(refined, axis=(2, 3), keepdims=True)
+        high = tf.reduce_max(refined, axis=(2, 3), keepdims=True)
+        return {"mask_probs": (refined - low) / tf.maximum(high - low, 1e-6)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work_dir", required=True, help="holds concepts/ and models/")
@@ -89,6 +105,8 @@ def main() -> None:
     iou = {"blended": evaluate_segmentation(compiled(model, dim), eval_set, progress=False)}
     set_weak_theta(model, 1.0)
     iou["own_map"] = evaluate_segmentation(compiled(model, dim), eval_set, progress=False)
+    iou["own_attention"] = evaluate_segmentation(compiled(OwnAttentionMask(maps), dim),
+                                                 eval_set, progress=False)
     oracle = OracleAttention(variants.networks["segmentation"], variants.image_size,
                              variants.attention_sides(variants.scales), ORACLE_BLUR_SIGMA)
     iou["oracle"] = evaluate_segmentation(compiled(oracle, dim, with_truth=True), eval_set,
@@ -111,7 +129,8 @@ def main() -> None:
                 row[f"iou_{name}"] = round(result.per_concept[split][concept]["iou"], 3)
             rows.append(row)
     columns = ["split", "concept", "nearest", "cosine", "images", "pg_original",
-               "pg_original_finetuned", "pg_refined", "pg_blended", "iou_own_map",
+               "pg_original_finetuned", "pg_refined", "pg_blended", "iou_own_attention",
+               "iou_own_map",
                "iou_blended", "iou_oracle"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))

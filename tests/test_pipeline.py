@@ -71,7 +71,7 @@ def test_world_quality_preset_is_the_world_preset_with_longer_schedules(tmp_path
         epochs[step] = (fast.epochs, slow.epochs)
         # Only the epochs differ: every other setting was chosen for the world preset.
         assert dataclasses.replace(slow, epochs=fast.epochs) == fast, step
-    assert epochs["refinement"] == (12, 30) and epochs["segmentation"] == (4, 8)
+    assert epochs["refinement"] == (12, 60) and epochs["segmentation"] == (4, 16)
     assert epochs["embedding"][0] == epochs["embedding"][1]
     assert stage_config(quality, "segmentation").lr_schedule == "cosine"
 
