@@ -42,6 +42,7 @@ from conceptmask_tf.evaluation.predictors import (
 )
 from conceptmask_tf.evaluation.segmentation_evaluation import evaluate_segmentation
 from conceptmask_tf.evaluation.variants import load_variants, supervised_concepts
+from conceptmask_tf.models import NormalizeAttention
 from conceptmask_tf.models._tensors import resize_concept_maps
 from conceptmask_tf.training.calibration import set_weak_theta
 
@@ -66,12 +67,10 @@ class OwnAttentionMask:
 
     def __init__(self, maps: AttentionMaps) -> None:
         self.maps = maps
+        self.normalize = NormalizeAttention()  # what stage 3 does to its input maps
 
     def __call__(self, inputs, training=False):
-        refined = self.maps(inputs)["refined"]  # [B, K, H, W]
-        low = tf.reduce_min(refined, axis=(2, 3), keepdims=True)
-        high = tf.reduce_max(refined, axis=(2, 3), keepdims=True)
-        return {"mask_probs": (refined - low) / tf.maximum(high - low, 1e-6)}
+        return {"mask_probs": self.normalize(self.maps(inputs)["refined"])}  # [B, K, H, W]
 
 
 def main() -> None:
