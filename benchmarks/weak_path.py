@@ -129,8 +129,7 @@ def main() -> None:
             rows.append(row)
     columns = ["split", "concept", "nearest", "cosine", "images", "pg_original",
                "pg_original_finetuned", "pg_refined", "pg_blended", "iou_own_attention",
-               "iou_own_map",
-               "iou_blended", "iou_oracle"]
+               "iou_own_map", "iou_blended", "iou_oracle"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
