@@ -10,7 +10,13 @@ Inference: `ConceptMask` (image + word vectors -> masks, presence).
 All models take float32 pixels in [0, 255]; preprocessing is in the graph.
 """
 
-from conceptmask_tf.models.backbone import BACKBONES, build_backbone, output_stride
+from conceptmask_tf.models.backbone import (
+    BACKBONES,
+    build_backbone,
+    freeze_backbone_before,
+    output_stride,
+    split_backbone,
+)
 from conceptmask_tf.models.concept_attention import ConceptAttention
 from conceptmask_tf.models.concept_decoder_block import ConceptDecoderBlock
 from conceptmask_tf.models.concept_mask import ConceptMask
@@ -38,5 +44,5 @@ __all__ = [
     "NearestSupervisedConcept", "NormalizeAttention", "PixelPreprocessing", "PresenceScore",
     "RefinementModel", "ResizeImages", "ResizeMaps", "SegmentationModel",
     "VocabularyAttention", "WeakConceptBlend", "build_backbone", "build_segmentation_model",
-    "output_stride", "to_fully_convolutional",
+    "freeze_backbone_before", "output_stride", "split_backbone", "to_fully_convolutional",
 ]

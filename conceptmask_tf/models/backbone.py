@@ -80,6 +80,71 @@ def output_stride(backbone: keras.Model) -> int:
     return height // spec.shape[1]
 
 
+def freeze_backbone_before(backbone: keras.Model, layer_name: str) -> list[str]:
+    """Keeps the layers of `backbone` before `layer_name` at their current weights.
+
+    Layers are taken in the backbone's (topological) order; each one before the named layer
+    is made non-trainable, so its weights get no gradient and its BatchNormalization runs
+    in inference mode (its moving statistics stay). Used by stage 2 to fine-tune only the
+    upper part of the stage-1 backbone: the high-resolution lower layers cost most of a
+    training step's backward pass.
+
+    Args:
+        backbone: A model from `build_backbone`.
+        layer_name: The first layer that stays trainable, e.g. "conv2" for the convnets or
+            "conv3_block1_1_conv" for resnet50. "" freezes nothing.
+
+    Returns:
+        The names of the layers frozen (those with weights).
+
+    Raises:
+        ValueError: `layer_name` is not a layer of `backbone` (the message lists the
+            layers with weights).
+    """
+    if not layer_name:
+        return []
+    names = [layer.name for layer in backbone.layers]
+    if layer_name not in names:
+        weighted = [layer.name for layer in backbone.layers if layer.weights]
+        raise ValueError(f"{layer_name!r} is not a layer of the backbone; layers with "
+                         f"weights: {', '.join(weighted)}")
+    frozen = []
+    for layer in backbone.layers[:names.index(layer_name)]:
+        if layer.weights:
+            layer.trainable = False
+            frozen.append(layer.name)
+    return frozen
+
+
+def split_backbone(backbone: keras.Model, layer_name: str) -> tuple[keras.Model, keras.Model]:
+    """The backbone as two models sharing its layers: below `layer_name`, and from it up.
+
+    `upper(lower(x))` equals `backbone(x)`. The cut is the input tensor of `layer_name`,
+    so it must be the only tensor the upper part reads from below (true at the start of a
+    block, e.g. "conv2" for the convnets or "conv3_block1_1_conv" for resnet50).
+
+    Args:
+        backbone: A model from `build_backbone`.
+        layer_name: The first layer of the upper part.
+
+    Returns:
+        (lower: pixels -> features at the cut, upper: features at the cut -> feature map).
+
+    Raises:
+        ValueError: `layer_name` is not a layer of `backbone`, or the upper part reads
+            other tensors from below its input (e.g. a residual branch crossing the cut).
+    """
+    if layer_name not in [layer.name for layer in backbone.layers]:
+        raise ValueError(f"{layer_name!r} is not a layer of the backbone")
+    cut = backbone.get_layer(layer_name).input
+    try:
+        upper = keras.Model(cut, backbone.output, name="backbone_upper")
+    except ValueError as e:
+        raise ValueError(f"the backbone cannot be cut at {layer_name!r}: layers above it "
+                         f"read tensors from below it other than its input ({e})") from e
+    return keras.Model(backbone.input, cut, name="backbone_lower"), upper
+
+
 # (filters, kernel, stride, dilation) per conv + BN + ReLU; both have output stride 8.
 _CONVNET_PLANS = {
     "small_convnet": ((32, 3, 2, 1), (32, 3, 1, 1), (64, 3, 2, 1), (64, 3, 1, 1),

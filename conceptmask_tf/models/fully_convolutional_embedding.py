@@ -60,22 +60,17 @@ class FullyConvolutionalEmbedding(keras.Model):
         norms = [keras.layers.BatchNormalization(name=f"head_bn_{i}")
                  for i in range(len(widths))]
         relu = keras.layers.ReLU(name="head_relu")
-
-        def head(x):  # [B, h, w, C] -> [B, h, w, D]
-            for i, (conv, norm) in enumerate(zip(convs, norms)):
-                x = norm(conv(x))
-                if i < len(widths) - 1 or final_relu:
-                    x = relu(x)
-            return x
+        layers = list(zip(convs, norms))
 
         image = keras.Input(shape=backbone.input_shape[1:], name="image")
         features = backbone(image)  # [B, h, w, C]
-        embedding_map = head(features)  # [B, h, w, D]
+        embedding_map = _apply_head(features, layers, relu, final_relu)  # [B, h, w, D]
         if pooling == "after_head":
             embedding = keras.layers.GlobalAveragePooling2D(name="pool")(embedding_map)
         else:
             pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name="pool")(features)
-            embedding = keras.layers.Reshape((embedding_dim,), name="embedding")(head(pooled))
+            embedding = keras.layers.Reshape((embedding_dim,), name="embedding")(
+                _apply_head(pooled, layers, relu, final_relu))
         outputs = {"embedding_map": embedding_map, "embedding": embedding}
         super().__init__(inputs=image, outputs=outputs, **kwargs)
         for norm in norms:
@@ -97,6 +92,15 @@ class FullyConvolutionalEmbedding(keras.Model):
         return [(self.get_layer(f"head_conv_{i}"), self.get_layer(f"head_bn_{i}"))
                 for i in range(len(self.hidden_dims) + 1)]
 
+    def embedding_map_from_features(self, features, training=None):
+        """The head on backbone features: [B, h, w, C] -> embedding map [B, h, w, D].
+
+        What the model computes after its backbone, for callers that run the backbone
+        themselves (stage 2 shares a frozen lower backbone between two networks).
+        """
+        return _apply_head(features, self.head_layers(), self.get_layer("head_relu"),
+                           self.final_relu, training)
+
     def get_config(self) -> dict[str, Any]:
         return {"backbone": keras.layers.serialize(self.backbone),
                 "embedding_dim": self.embedding_dim, "hidden_dims": list(self.hidden_dims),
@@ -111,6 +115,16 @@ class FullyConvolutionalEmbedding(keras.Model):
         if isinstance(config["backbone"], dict):
             config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+
+def _apply_head(x, layers: Sequence[tuple[keras.layers.Layer, keras.layers.Layer]],
+                relu: keras.layers.Layer, final_relu: bool, training=None):
+    """(1x1 conv, BatchNorm) pairs with ReLU between them: [B, h, w, C] -> [B, h, w, D]."""
+    for i, (conv, norm) in enumerate(layers):
+        x = norm(conv(x), training=training)
+        if i < len(layers) - 1 or final_relu:
+            x = relu(x)
+    return x
 
 
 def to_fully_convolutional(model: EmbeddingModel, train_head_batch_norm: bool | None = None,

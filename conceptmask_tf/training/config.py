@@ -162,6 +162,11 @@ class RefinementConfig(TrainingConfig):
     embedding_model_dir: str = _field(help="Model dir of a trained stage 1 "
                                            "(conceptmask-train-embedding).")
     hidden_dim: int = _field(256, "Hidden width H of the refinement head.")
+    finetune_from: str = _field("", "Fine-tune the stage-1 backbone from this layer up: "
+                                    "the layers before it keep their stage-1 weights and "
+                                    "BatchNorm statistics (e.g. conv2 for the convnets, "
+                                    "conv3_block1_1_conv for resnet50). Empty: fine-tune "
+                                    "it all (the paper's wording).")
     location_term: bool = _field(False, "Add a concept-independent logit per location to "
                                         "the refinement head (not in the paper; see "
                                         "conceptmask_tf.models.ConceptRefinement).")

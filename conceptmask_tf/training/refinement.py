@@ -12,6 +12,7 @@ tf.distribute) and each also a metric (box_loss, matching_loss, spatial_loss).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,8 @@ from conceptmask_tf.models import (
     FullyConvolutionalEmbedding,
     RefinementModel,
     VocabularyAttention,
+    freeze_backbone_before,
+    split_backbone,
     to_fully_convolutional,
 )
 from conceptmask_tf.training import artifacts, runner
@@ -60,6 +63,18 @@ from conceptmask_tf.training.summary_images import (
 
 LABEL_NOT_USED = ("image-level label of a concept outside concepts.tsv or never a target "
                   "(zero-shot, held out): not used by the label loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class _SharedLowerBackbone:
+    """The frozen lower backbone both networks share, and each network's upper part.
+
+    A plain dataclass, so Keras does not track these views of layers it already tracks.
+    """
+
+    lower: keras.Model
+    tuned_upper: keras.Model
+    original_upper: keras.Model
 
 
 class RefinementTrainer(keras.Model):
@@ -86,6 +101,11 @@ class RefinementTrainer(keras.Model):
         label_loss: The image-level label loss (`ImageLabelLoss`), or None (the paper:
             stage 2 reads no image-level labels). With it, the features carry
             "label_ids" and the targets "label_present" (`refinement_dataset`).
+        finetune_from: Fine-tune the backbone from this layer up (`freeze_backbone_before`
+            freezes the rest). The frozen lower backbone then computes the same features
+            in both networks, so it runs once per step for both (`split_backbone`); this
+            needs `refinement` and `original` to start from the same stage-1 weights. ""
+            fine-tunes the whole backbone.
         **kwargs: keras.Model arguments.
 
     Inputs: the stage-2 pipeline's features {"image": [B, S, S, 3], "concept_ids": [B, K]}
@@ -100,10 +120,17 @@ class RefinementTrainer(keras.Model):
                  word_vectors: np.ndarray, *, matching_top_n: int, matching_weight: float,
                  matching_threshold: float, spatial_loss: SpatialDiscriminationLoss | None,
                  matching_binarize: str = "min_max", excluded_ids: Sequence[int] = (),
-                 label_loss: ImageLabelLoss | None = None, **kwargs: Any) -> None:
+                 label_loss: ImageLabelLoss | None = None, finetune_from: str = "",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if refinement.concept_input != "ids":
             raise ValueError("the refinement network must take concept ids")
+        self._shared = None
+        if finetune_from:
+            freeze_backbone_before(refinement.embedding.backbone, finetune_from)
+            lower, tuned_upper = split_backbone(refinement.embedding.backbone, finetune_from)
+            self._shared = _SharedLowerBackbone(
+                lower, tuned_upper, split_backbone(original.backbone, finetune_from)[1])
         if matching_binarize not in MATCHING_BINARIZE:
             raise ValueError(f"matching_binarize must be one of {MATCHING_BINARIZE}, "
                              f"got {matching_binarize!r}")
@@ -160,8 +187,14 @@ class RefinementTrainer(keras.Model):
         # Padding slots (-1) are scored as concept 0: the losses ignore them (concept_valid
         # is 0), and a zero word vector would give NaN maps under float16.
         groups, outputs = [tf.maximum(box_ids, 0)], {}
+        shared = self._shared
+        lower = None if shared is None else shared.lower(image, training=False)
         if self.uses_matching:
-            original = self.original(image, training=False)["embedding_map"]  # [B, h, w, D]
+            if shared is None:
+                original = self.original(image, training=False)["embedding_map"]
+            else:
+                original = self.original.embedding_map_from_features(
+                    shared.original_upper(lower, training=False), training=False)
             original_maps = ops.stop_gradient(self.original_vocabulary(original))  # [B,h,w,V']
             positions = tf.where(box_ids >= 0,
                                  tf.gather(self._row_position, tf.maximum(box_ids, 0)), -1)
@@ -177,8 +210,16 @@ class RefinementTrainer(keras.Model):
             groups.append(tf.broadcast_to(candidates, [batch, candidates.shape[1]]))
         if self.label_loss is not None:
             groups.append(tf.maximum(ops.cast(features["label_ids"], "int32"), 0))
-        logits = self.refinement({"image": image, "concept_ids": tf.concat(groups, axis=1)},
-                                 training=training)["logits"]  # [B, K + N + J + L, m, m]
+        ids = tf.concat(groups, axis=1)
+        if shared is None:
+            logits = self.refinement({"image": image, "concept_ids": ids},
+                                     training=training)["logits"]  # [B, K + N + J + L, m, m]
+        else:  # what the refinement network computes, from the shared lower features
+            embedding_map = self.refinement.embedding.embedding_map_from_features(
+                shared.tuned_upper(lower, training=training), training=training)
+            logits, _ = self.refinement.refine(embedding_map,
+                                               self.refinement.vocabulary.lookup(ids))
+            logits = ops.transpose(logits, (0, 3, 1, 2))
         sizes = [num_boxes, self.matching_top_n, len(self._candidate_ids)]
         starts = np.cumsum([0, *sizes])
         outputs["box_logits"] = logits[:, :num_boxes]
@@ -339,7 +380,8 @@ def build_trainer(config: RefinementConfig, concepts: TrainingConcepts) -> Refin
 
     Raises:
         FileNotFoundError: No stage-1 model, or no overlap.npz without no_neg.
-        ValueError: The stage-1 model embeds in another dimension than the word vectors.
+        ValueError: The stage-1 model embeds in another dimension than the word vectors,
+            or `finetune_from` is not a layer of its backbone.
     """
     stage1 = artifacts.load_stage_model(config.embedding_model_dir, "embedding")
     if stage1.embedding_dim != concepts.embeddings.dim:
@@ -361,7 +403,7 @@ def build_trainer(config: RefinementConfig, concepts: TrainingConcepts) -> Refin
         matching_binarize=config.matching_binarize,
         excluded_ids=concepts.excluded_rows(),
         label_loss=ImageLabelLoss(config.label_weight) if config.label_weight > 0 else None,
-        name="refinement_trainer")
+        finetune_from=config.finetune_from, name="refinement_trainer")
 
 
 def spatial_gamma(concepts_dir: str, concepts: TrainingConcepts,

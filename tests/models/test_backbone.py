@@ -1,9 +1,17 @@
 """Backbones: strides, in-graph preprocessing, weights from a local file."""
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from conceptmask_tf.models import PixelPreprocessing, build_backbone, output_stride
+from conceptmask_tf.models import (
+    PixelPreprocessing,
+    build_backbone,
+    freeze_backbone_before,
+    output_stride,
+    split_backbone,
+)
 from tests.models.tiny import images, randomize_batch_norm
 
 
@@ -68,6 +76,49 @@ def test_unknown_names_and_imagenet_for_the_custom_net_are_refused():
         build_backbone("vgg")
     with pytest.raises(ValueError, match="imagenet"):
         build_backbone("small_convnet", weights="imagenet")
+
+
+def test_freezing_before_a_layer_keeps_the_lower_weights_and_batch_norm_statistics():
+    backbone = build_backbone("small_convnet")
+    randomize_batch_norm(backbone)
+    before = {layer.name: [w.numpy() for w in layer.weights] for layer in backbone.layers}
+    assert freeze_backbone_before(backbone, "conv2") == ["conv0", "bn0", "conv1", "bn1"]
+    optimizer = keras.optimizers.SGD(0.1)
+    with tf.GradientTape() as tape:  # training=True: unfrozen BN layers update statistics
+        loss = keras.ops.mean(backbone(images(2, 32), training=True) ** 2)
+    optimizer.apply(tape.gradient(loss, backbone.trainable_weights), backbone.trainable_weights)
+    for layer in backbone.layers:
+        changed = [not np.array_equal(w.numpy(), b) for w, b in zip(layer.weights,
+                                                                    before[layer.name])]
+        if layer.name in ("conv0", "bn0", "conv1", "bn1"):
+            assert not any(changed), layer.name  # weights and moving statistics
+        elif layer.name in ("conv2", "bn2"):
+            assert all(changed), layer.name  # bn2: gamma, beta (gradient) and statistics
+    assert freeze_backbone_before(build_backbone("small_convnet"), "") == []
+
+
+def test_freezing_before_an_unknown_layer_names_the_layers_there_are():
+    with pytest.raises(ValueError, match="'conv9' is not a layer.*conv0, bn0, conv1"):
+        freeze_backbone_before(build_backbone("small_convnet"), "conv9")
+
+
+def test_split_backbone_composes_to_the_backbone_and_shares_its_layers():
+    backbone = build_backbone("small_convnet")
+    randomize_batch_norm(backbone)
+    lower, upper = split_backbone(backbone, "conv2")
+    x = images(2, 32)
+    np.testing.assert_allclose(upper(lower(x)), backbone(x), atol=1e-5)
+    assert lower(x).shape == (2, 16, 16, 32)  # relu1's output, conv2's input
+    assert upper.get_layer("conv2") is backbone.get_layer("conv2")
+
+
+def test_split_backbone_refuses_a_cut_that_a_residual_branch_crosses():
+    backbone = build_backbone("resnet50")
+    lower, upper = split_backbone(backbone, "conv3_block1_1_conv")  # a block's start
+    assert lower.output.shape[-1] == 256
+    assert upper.get_layer("conv3_block1_0_conv") is backbone.get_layer("conv3_block1_0_conv")
+    with pytest.raises(ValueError, match="cannot be cut at 'conv3_block1_2_conv'"):
+        split_backbone(backbone, "conv3_block1_2_conv")  # inside the block
 
 
 def test_caffe_preprocessing_flips_to_bgr_and_subtracts_imagenet_means():

@@ -21,6 +21,7 @@ from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.pipelines import refinement_dataset
 from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.models import freeze_backbone_before
 from conceptmask_tf.training import artifacts, refinement, saliency, segmentation
 from conceptmask_tf.training.concept_sets import BOX_LEVELS, load_training_concepts
 from conceptmask_tf.training.config import (
@@ -148,12 +149,55 @@ def test_stage2_padding_slots_stay_finite_under_float16(world, stage1):
         assert np.isfinite(outputs[key].numpy()).all(), key
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_stage2_shared_lower_backbone_gives_the_outputs_of_two_separate_networks(
+        world, stage1, training):
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    shared = refinement.build_trainer(
+        tiny_config(RefinementConfig, world, "shared", finetune_from="conv2"), concepts)
+    separate = refinement.build_trainer(tiny_config(RefinementConfig, world, "separate"),
+                                        concepts)
+    freeze_backbone_before(separate.refinement.embedding.backbone, "conv2")
+    rng = np.random.default_rng(0)
+    for variable in shared.refinement.trainable_variables:  # as if fine-tuned
+        variable.assign(variable + rng.normal(0, 0.1, variable.shape).astype(np.float32))
+    separate.refinement.set_weights(shared.refinement.get_weights())
+    features = {"image": tf.constant(_images(2)),
+                "concept_ids": tf.constant([[1, -1, -1], [2, 3, -1]])}
+    expected = separate(features, training=training)
+    outputs = shared(features, training=training)
+    assert set(outputs) == set(expected) >= {"box_logits", "matching_logits",
+                                              "spatial_logits"}
+    for key, value in expected.items():
+        np.testing.assert_allclose(outputs[key], value, atol=1e-5, err_msg=key)
+    assert ({id(v) for v in shared.trainable_variables}
+            == {id(v) for v in shared.refinement.trainable_variables})
+
+
 def test_stage2_leaves_the_stage1_network_it_matches_untouched(stage1, stage2):
     original = stage2.trainer.original.backbone.get_weights()
     for before, after in zip(stage1.model.backbone.get_weights(), original):
         np.testing.assert_array_equal(before, after)
     tuned = stage2.model.embedding.backbone.get_weights()
     assert any(not np.array_equal(a, b) for a, b in zip(original, tuned))  # fine-tuned copy
+
+
+@pytest.mark.slow
+def test_stage2_fine_tunes_only_the_backbone_layers_from_finetune_from_up(world, stage1):
+    result = refinement.train(tiny_config(RefinementConfig, world, "finetune_from",
+                                          finetune_from="conv2", epochs=1, steps=2,
+                                          summary_images=0))
+    tuned = artifacts.load_stage_model(result.config.model_dir, "refinement").embedding.backbone
+    for layer in stage1.model.backbone.layers:
+        if not layer.weights:
+            continue
+        same = [np.array_equal(a, b) for a, b in zip(layer.get_weights(),
+                                                     tuned.get_layer(layer.name).get_weights())]
+        if layer.name in ("conv0", "bn0", "conv1", "bn1"):
+            assert all(same), layer.name
+        elif layer.name in ("conv2", "conv5"):
+            assert not any(same), layer.name
+    assert load_config(result.config.model_dir).finetune_from == "conv2"
 
 
 def test_stage3_trains_only_the_segmentation_network_on_strong_concepts(world, stage2, stage3):
