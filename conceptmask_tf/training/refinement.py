@@ -126,11 +126,11 @@ class RefinementTrainer(keras.Model):
         if refinement.concept_input != "ids":
             raise ValueError("the refinement network must take concept ids")
         self._shared = None
-        if finetune_from:
-            freeze_backbone_before(refinement.embedding.backbone, finetune_from)
+        if finetune_from:  # split first: a refused cut leaves nothing frozen
             lower, tuned_upper = split_backbone(refinement.embedding.backbone, finetune_from)
             self._shared = _SharedLowerBackbone(
                 lower, tuned_upper, split_backbone(original.backbone, finetune_from)[1])
+            freeze_backbone_before(refinement.embedding.backbone, finetune_from)
         if matching_binarize not in MATCHING_BINARIZE:
             raise ValueError(f"matching_binarize must be one of {MATCHING_BINARIZE}, "
                              f"got {matching_binarize!r}")
