@@ -103,13 +103,8 @@ def freeze_backbone_before(backbone: keras.Model, layer_name: str) -> list[str]:
     """
     if not layer_name:
         return []
-    names = [layer.name for layer in backbone.layers]
-    if layer_name not in names:
-        weighted = [layer.name for layer in backbone.layers if layer.weights]
-        raise ValueError(f"{layer_name!r} is not a layer of the backbone; layers with "
-                         f"weights: {', '.join(weighted)}")
     frozen = []
-    for layer in backbone.layers[:names.index(layer_name)]:
+    for layer in backbone.layers[:_layer_index(backbone, layer_name)]:
         if layer.weights:
             layer.trainable = False
             frozen.append(layer.name)
@@ -131,18 +126,27 @@ def split_backbone(backbone: keras.Model, layer_name: str) -> tuple[keras.Model,
         (lower: pixels -> features at the cut, upper: features at the cut -> feature map).
 
     Raises:
-        ValueError: `layer_name` is not a layer of `backbone`, or the upper part reads
-            other tensors from below its input (e.g. a residual branch crossing the cut).
+        ValueError: `layer_name` is not a layer of `backbone` (the message lists the
+            layers with weights), or the upper part reads other tensors from below its
+            input (e.g. a residual branch crossing the cut).
     """
-    if layer_name not in [layer.name for layer in backbone.layers]:
-        raise ValueError(f"{layer_name!r} is not a layer of the backbone")
-    cut = backbone.get_layer(layer_name).input
+    cut = backbone.layers[_layer_index(backbone, layer_name)].input
     try:
         upper = keras.Model(cut, backbone.output, name="backbone_upper")
     except ValueError as e:
         raise ValueError(f"the backbone cannot be cut at {layer_name!r}: layers above it "
                          f"read tensors from below it other than its input ({e})") from e
     return keras.Model(backbone.input, cut, name="backbone_lower"), upper
+
+
+def _layer_index(backbone: keras.Model, layer_name: str) -> int:
+    """Position of `layer_name` in `backbone.layers`; ValueError naming the layers if absent."""
+    names = [layer.name for layer in backbone.layers]
+    if layer_name not in names:
+        weighted = [layer.name for layer in backbone.layers if layer.weights]
+        raise ValueError(f"{layer_name!r} is not a layer of the backbone; layers with "
+                         f"weights: {', '.join(weighted)}")
+    return names.index(layer_name)
 
 
 # (filters, kernel, stride, dilation) per conv + BN + ReLU; both have output stride 8.

@@ -116,6 +116,15 @@ class RefinementModel(keras.Model):
         logits = self.head(self.vocabulary(embedding_map), concept_vectors, coarse)
         return logits, coarse
 
+    def concept_logits(self, embedding_map, concept_ids):
+        """Refined logits [B, K, h, w] of vocabulary rows [B, K] on an embedding map.
+
+        The model's "logits" output computed from `self.embedding`'s map instead of the
+        image (stage 2 computes the map itself when it shares a frozen lower backbone).
+        """
+        logits, _ = self.refine(embedding_map, self.vocabulary.lookup(concept_ids))
+        return channels_to_concepts(logits)
+
     def get_config(self) -> dict[str, Any]:
         return {"embedding": keras.layers.serialize(self.embedding),
                 "vocabulary_size": self.vocabulary_size, "hidden_dim": self.hidden_dim,

@@ -217,9 +217,7 @@ class RefinementTrainer(keras.Model):
         else:  # what the refinement network computes, from the shared lower features
             embedding_map = self.refinement.embedding.embedding_map_from_features(
                 shared.tuned_upper(lower, training=training), training=training)
-            logits, _ = self.refinement.refine(embedding_map,
-                                               self.refinement.vocabulary.lookup(ids))
-            logits = ops.transpose(logits, (0, 3, 1, 2))
+            logits = self.refinement.concept_logits(embedding_map, ids)
         sizes = [num_boxes, self.matching_top_n, len(self._candidate_ids)]
         starts = np.cumsum([0, *sizes])
         outputs["box_logits"] = logits[:, :num_boxes]

@@ -100,6 +100,8 @@ def test_freezing_before_a_layer_keeps_the_lower_weights_and_batch_norm_statisti
 def test_freezing_before_an_unknown_layer_names_the_layers_there_are():
     with pytest.raises(ValueError, match="'conv9' is not a layer.*conv0, bn0, conv1"):
         freeze_backbone_before(build_backbone("small_convnet"), "conv9")
+    with pytest.raises(ValueError, match="'conv9' is not a layer.*conv0, bn0, conv1"):
+        split_backbone(build_backbone("small_convnet"), "conv9")
 
 
 def test_split_backbone_composes_to_the_backbone_and_shares_its_layers():
