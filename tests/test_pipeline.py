@@ -69,16 +69,22 @@ def test_world_quality_preset_is_the_world_preset_with_longer_schedules(tmp_path
     for step in ("embedding", "refinement", "segmentation", "saliency"):
         fast, slow = stage_config(world, step), stage_config(quality, step)
         epochs[step] = (fast.epochs, slow.epochs)
-        # Only the epochs (and how much of stage 2's backbone is fine-tuned) differ: every
-        # other setting was chosen for the world preset.
+        # Only the epochs (and how much of stage 2's backbone is fine-tuned, and whether
+        # stage 3 caches its attention) differ: every other setting was chosen for the
+        # world preset.
         same = {"epochs": fast.epochs}
         if step == "refinement":
             same["finetune_from"] = fast.finetune_from
+        if step == "segmentation":
+            same["cache_attention"] = fast.cache_attention
         assert dataclasses.replace(slow, **same) == fast, step
-    assert epochs["refinement"] == (12, 60) and epochs["segmentation"] == (4, 16)
+    assert epochs["refinement"] == (12, 60) and epochs["segmentation"] == (6, 16)
     # world: the backbone frozen below conv4; world_quality: all of it fine-tuned.
     assert (stage_config(world, "refinement").finetune_from,
             stage_config(quality, "refinement").finetune_from) == ("conv4", "")
+    # world: stage 3 on cached attention; world_quality: computed on the fly.
+    assert (stage_config(world, "segmentation").cache_attention,
+            stage_config(quality, "segmentation").cache_attention) == (True, False)
     assert epochs["embedding"][0] == epochs["embedding"][1]
     assert stage_config(quality, "segmentation").lr_schedule == "cosine"
 

@@ -263,6 +263,11 @@ class SegmentationConfig(MaskNetworkConfig):
                                                "coarse ground-truth mask (weight ~ U(0, 1)) "
                                                "so the network learns to follow attention; "
                                                "0 = the paper.")
+    cache_attention: bool = _field(False, "Run the frozen stage-2 passes once per example "
+                                          "before training and give each epoch's crop and "
+                                          "flip to the cached maps (about half of a step's "
+                                          "time; exact without scale_jitter, approximate "
+                                          "with it; holds every example's maps in memory).")
 
     stage: typing.ClassVar[str] = "segmentation"
 

@@ -360,6 +360,25 @@ def test_nearest_window_pixels_equal_crop_then_nearest_resize():
                                           expected, err_msg=f"{height}x{width} -> {size}")
 
 
+def test_resample_window_keeps_the_full_window_and_matches_a_cell_aligned_crop():
+    rng = np.random.default_rng(11)
+    values = rng.random((8, 12, 2)).astype(np.float32)
+    np.testing.assert_allclose(augment.resample_window(values, tf.constant([0., 0., 1., 1.])),
+                               values, atol=1e-6)
+    # A window on cell boundaries: cropping those cells and resizing them back (TF's
+    # half-pixel bilinear) reads the same points; only samples that fall outside the crop
+    # differ (the crop clamps them, the window reads the cell beyond), so compare inside.
+    window = tf.constant([2 / 8, 3 / 12, 6 / 8, 9 / 12])
+    expected = tf.image.resize(values[2:6, 3:9], (8, 12), method="bilinear").numpy()
+    got = augment.resample_window(values, window).numpy()
+    np.testing.assert_allclose(got[1:-1, 1:-1], expected[1:-1, 1:-1], atol=1e-5)
+    # Hand-worked, one row: cells 0..3 hold 0, 10, 20, 30; the window [0.25, 0.75] puts the
+    # output centres at source cells 0.75, 1.25, 1.75, 2.25 -> 7.5, 12.5, 17.5, 22.5.
+    ramp = np.tile(np.array([0., 10., 20., 30.], np.float32), (2, 1))[..., None]
+    got = augment.resample_window(ramp, tf.constant([0., 0.25, 1., 0.75])).numpy()
+    np.testing.assert_allclose(got[0, :, 0], [7.5, 12.5, 17.5, 22.5], atol=1e-5)
+
+
 def test_sample_masks_read_the_decoded_masks_at_the_given_pixels():
     rng = np.random.default_rng(8)
     sizes = [(5, 9), (30, 17), (1, 1), (64, 48)]
@@ -457,6 +476,41 @@ def test_segmentation_crop_jitter_keeps_masks_on_the_object(tmp_path):
         white = features["image"].mean(axis=-1) > 127
         assert (mask != white).mean() < 0.1  # bilinear edges aside, they agree
         assert 0 < mask.sum() < mask.size
+
+
+def test_segmentation_carries_precomputed_maps_with_each_examples_view(tmp_path):
+    # Each image's "attention" is its own grey level, 8 x 8 (the image is 32 x 32, a
+    # diagonal ramp): with any crop and flip the carried map must still be the image's
+    # content, so it equals the output image averaged down to 8 x 8, up to resampling.
+    rng = np.random.default_rng(4)
+    records, maps = [], []
+    for k in range(4):
+        ramp = np.add.outer(np.arange(32), np.arange(32) * (k + 1)).astype(np.float64)
+        image = (255 * ramp / ramp.max()).astype(np.uint8)
+        image = np.repeat(image[..., None], 3, axis=-1)
+        path = _save(tmp_path, f"images/{k}.png", image)
+        records.append(MaskedImage(path, 32, 32, (ConceptMask("a", _rle(image[..., 0] > 99)),)))
+        maps.append(image[..., 0].reshape(8, 4, 8, 4).mean(axis=(1, 3)))
+    extra = rng.random((4, 16, 16)).astype(np.float32)  # a second scale
+    plain = segmentation_dataset(str(tmp_path), records, {"a": 0}, image_size=16, batch_size=3,
+                                 training=False, attention=[np.stack(maps), extra])
+    examples = _examples(plain)
+    for k, (features, _) in enumerate(examples):  # eval: record order, maps unchanged
+        np.testing.assert_allclose(features["attention_0"][0], maps[k], atol=1e-4)
+        np.testing.assert_allclose(features["attention_1"][0], extra[k], atol=1e-6)
+    jittered = segmentation_dataset(str(tmp_path), records * 4, {"a": 0}, image_size=32,
+                                    batch_size=4, training=True, seed=3, scale_jitter=0.5,
+                                    attention=[np.stack(maps * 4), np.concatenate([extra] * 4)])
+    flipped = 0
+    for features, _ in _examples(jittered):
+        assert features["attention_0"].shape == (1, 8, 8)
+        seen = features["image"][..., 0].reshape(8, 4, 8, 4).mean(axis=(1, 3))
+        assert np.abs(features["attention_0"][0] - seen).mean() < 4.0  # of 0..255
+        flipped += seen[0, 0] > seen[0, -1]  # the ramp rises to the right unless flipped
+    assert 0 < flipped < 16
+    with pytest.raises(ValueError, match="one map per usable example"):
+        segmentation_dataset(str(tmp_path), records, {"a": 0}, image_size=16, batch_size=2,
+                             training=False, attention=[np.stack(maps)[:3]])
 
 
 # ---------------------------------------------------------------- all stages

@@ -19,7 +19,7 @@ from tensorflow.core.util import event_pb2
 from conceptmask_tf.data import coco
 from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.layout import DataRoot
-from conceptmask_tf.data.pipelines import refinement_dataset
+from conceptmask_tf.data.pipelines import refinement_dataset, segmentation_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.models import freeze_backbone_before
 from conceptmask_tf.training import artifacts, refinement, saliency, segmentation
@@ -213,6 +213,34 @@ def test_stage3_trains_only_the_segmentation_network_on_strong_concepts(world, s
     loaded = artifacts.load_stage_model(stage3.config.model_dir, "segmentation")
     assert loaded.num_attention_maps == 2
     assert load_config(stage3.config.model_dir) == stage3.config
+
+
+def test_cached_attention_gives_the_trainer_the_maps_it_computes_itself(world, stage3):
+    trainer, config = stage3.trainer, stage3.config
+    concepts = load_training_concepts(world.root, world.concepts_dir)
+    masked, index = segmentation.mask_targets(config, concepts, SkipCounter())
+    options = {"image_size": config.image_size, "batch_size": 4, "training": False}
+    plain = segmentation_dataset(world.root, masked, index, **options)
+    cached = segmentation.attention_cache(trainer, plain)
+    assert [m.shape[1:] for m in cached] == [(4, 4), (8, 8)]  # 32 and 64 px, stride 8
+    with_maps = segmentation_dataset(world.root, masked, index, attention=cached, **options)
+    assert sum(len(f["concept_id"]) for f, _ in with_maps) == len(cached[0])
+    for (features, _), (carried, _) in zip(plain.take(3), with_maps.take(3)):
+        ids = tf.expand_dims(features["concept_id"], 1)
+        for computed, given in zip(trainer.attention_maps(features["image"], ids),
+                                   (carried["attention_0"], carried["attention_1"])):
+            np.testing.assert_allclose(given, computed, atol=1e-5)
+        np.testing.assert_allclose(trainer(carried), trainer(features), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_stage3_trains_on_cached_attention(world, stage2):
+    result = segmentation.train(tiny_config(SegmentationConfig, world, "cached",
+                                            cache_attention=True, epochs=2, steps=3,
+                                            summary_images=0))
+    assert load_config(result.config.model_dir).cache_attention
+    assert np.isfinite(result.history["loss"]).all()
+    assert result.history["loss"][-1] < result.history["loss"][0]
 
 
 @pytest.mark.slow

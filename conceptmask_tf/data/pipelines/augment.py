@@ -1,7 +1,8 @@
 """Training augmentation shared by the stage pipelines: a crop window and a horizontal flip.
 
 An example's `View` is drawn once from its per-example seed and applied jointly to the
-image and everything aligned with it (boxes, masks), so they never drift apart. Eval
+image and everything aligned with it (boxes, masks, attention maps), so they never drift
+apart. Eval
 uses the identity view, which leaves every input unchanged.
 """
 
@@ -109,6 +110,41 @@ def nearest_window_pixels(hw: tf.Tensor, window: tf.Tensor,
     source = tf.cast(tf.floor(centres * scale[:, :, tf.newaxis]), tf.int32)  # [B, 2, S]
     source = tf.minimum(source, crop_hw[:, :, tf.newaxis] - 1) + top_left[:, :, tf.newaxis]
     return source[:, 0], source[:, 1]
+
+
+def resample_window(values: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """A normalised window of a coarse map, bilinearly resampled to the map's own size.
+
+    The view of a map that `crop` then `images.resize_image` give of the image it was
+    computed on: output cell (i, j) reads the map at the window's cell centre (half-pixel
+    centres, as `tf.image.resize`). Unlike cropping the map first, a sample near the
+    window's edge interpolates with the cell beyond it rather than clamping at the crop,
+    since a coarse map's cells straddle the window's edges; only the map's own border
+    clamps.
+
+    Args:
+        values: float32 [H, W, C].
+        window: float32 [4] (ymin, xmin, ymax, xmax) in [0, 1] (`crop`'s snapped window).
+
+    Returns:
+        float32 [H, W, C]. The full window returns the values unchanged.
+    """
+    hw = tf.shape(values)[:2]
+
+    def taps(size: tf.Tensor, low: tf.Tensor, high: tf.Tensor):
+        n = tf.cast(size, tf.float32)
+        position = low * n + (tf.range(n) + 0.5) * (high - low) - 0.5  # source cell, [n]
+        position = tf.clip_by_value(position, 0.0, n - 1.0)
+        first = tf.cast(tf.floor(position), tf.int32)
+        return first, tf.minimum(first + 1, size - 1), position - tf.cast(first, tf.float32)
+
+    top, bottom, dy = taps(hw[0], window[0], window[2])
+    left, right, dx = taps(hw[1], window[1], window[3])
+    dy, dx = dy[:, tf.newaxis, tf.newaxis], dx[tf.newaxis, :, tf.newaxis]
+    upper, lower = tf.gather(values, top), tf.gather(values, bottom)  # [H, W, C]
+    rows = upper + (lower - upper) * dy
+    return (tf.gather(rows, left, axis=1)
+            + (tf.gather(rows, right, axis=1) - tf.gather(rows, left, axis=1)) * dx)
 
 
 def flip_left_right(image: tf.Tensor, flip: tf.Tensor, width_axis: int = -2) -> tf.Tensor:

@@ -14,6 +14,7 @@ from conceptmask_tf.data.pipelines.augment import (
     crop,
     flip_left_right,
     nearest_window_pixels,
+    resample_window,
 )
 from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
 from conceptmask_tf.data.pipelines.rle import compressed_counts, sample_masks
@@ -37,7 +38,8 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
                          flip: bool = True, scale_jitter: float = 0.0,
                          check_files: bool = True, skips: SkipCounter | None = None,
                          shuffle_buffer: int | None = None,
-                         repeat: bool = False) -> tf.data.Dataset:
+                         repeat: bool = False,
+                         attention: Sequence[np.ndarray] | None = None) -> tf.data.Dataset:
     """Batches of (image, concept) examples with the concept's full-resolution mask.
 
     Each `ConceptMask` of an image is one example, so an image appears once per concept.
@@ -63,15 +65,22 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
         skips: Counts dropped records; by default a new counter that is logged.
         shuffle_buffer: Shuffle buffer; None shuffles all examples.
         repeat: Repeat indefinitely; pair with `steps_per_epoch`.
+        attention: Precomputed attention maps to carry with the examples, one array
+            float [N, h_a, w_a] per scale a, row n for the n-th example of this same call
+            with `training=False` (record order, skipped records left out; see
+            `training.segmentation.attention_cache`). Each example's maps get its
+            view: the crop window resampled (`resample_window`) and the flip.
 
     Returns:
         Dataset of (features, targets):
-        features {"image": float32 [B, S, S, 3] in [0, 255], "concept_id": int32 [B]},
+        features {"image": float32 [B, S, S, 3] in [0, 255], "concept_id": int32 [B],
+                  and with `attention` "attention_a": float32 [B, 1, h_a, w_a]},
         targets {"mask": float32 [B, S, S, 1] in {0, 1},
                  "mask_weight": float32 [B, S, S, 1], 0 on crowd pixels, else 1}.
 
     Raises:
         DataError: No usable example is left.
+        ValueError: `attention` does not have one row per usable example.
     """
     check_positive(image_size=image_size, batch_size=batch_size)
     augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
@@ -86,12 +95,21 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
         "counts": [row[3] for row in rows],
         "ignore_counts": [row[4] for row in rows],
     }
+    for scale, maps in enumerate(attention or ()):
+        if len(maps) != len(rows) or np.ndim(maps) != 3:
+            raise ValueError(f"attention at scale {scale} must be [{len(rows)}, h, w] (one "
+                             f"map per usable example), got shape {np.shape(maps)}")
+        elements[f"attention_{scale}"] = np.asarray(maps, dtype=np.float32)
 
     def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
         view = augmentation.view(seed)
-        image, _ = crop(read_image(element["path"]), view.window)
+        image, window = crop(read_image(element["path"]), view.window)
         features = {"image": flip_left_right(resize_image(image, image_size), view.flip),
                     "concept_id": element["concept_id"]}  # image [S, S, 3]
+        for key in (k for k in element if k.startswith("attention_")):
+            maps = resample_window(element[key][..., tf.newaxis], window)  # [h, w, 1]
+            maps = tf.transpose(flip_left_right(maps, view.flip), (2, 0, 1))
+            features[key] = tf.ensure_shape(maps, [1, *element[key].shape])  # static h, w
         extras = {"window": view.window, "flip": view.flip, "size": element["size"],
                   "counts": element["counts"], "ignore_counts": element["ignore_counts"]}
         return features, {}, extras
