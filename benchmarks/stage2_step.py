@@ -21,9 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
-import statistics
 import sys
-import time
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,22 +40,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 
-    from absl import flags
-
+    from benchmarks._train_steps import median_step_ms, preset_config
     from conceptmask_tf.data.pipelines import refinement_dataset
     from conceptmask_tf.data.skips import SkipCounter
     from conceptmask_tf.models import freeze_backbone_before
     from conceptmask_tf.training import refinement, runner
-    from conceptmask_tf.training.cli import config_from_flags, define_flags
     from conceptmask_tf.training.concept_sets import load_training_concepts
     from conceptmask_tf.training.config import RefinementConfig
 
-    values = flags.FlagValues()
-    define_flags(RefinementConfig, values)
-    values(["stage2_step", f"--flagfile={args.flagfile}", f"--data_root={args.data_root}",
-            f"--concepts_dir={args.concepts_dir}", "--model_dir=unused", "--nocheck_files",
-            f"--embedding_model_dir={args.embedding_model_dir}", "--finetune_from="])
-    config = dataclasses.replace(config_from_flags(RefinementConfig, values), steps=1)
+    config = preset_config(RefinementConfig, args.flagfile, [
+        f"--data_root={args.data_root}", f"--concepts_dir={args.concepts_dir}",
+        f"--embedding_model_dir={args.embedding_model_dir}", "--finetune_from="])
     concepts = load_training_concepts(config.data_root, config.concepts_dir)
     skips = SkipCounter(config.data_root)
     boxed, index = refinement.box_targets(config, concepts, skips)
@@ -83,17 +76,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config.data_root, boxed, index, image_size=config.image_size, mask_size=mask_size,
         max_concepts=config.max_concepts, **runner.training_input_options(config, skips))
     batch = next(iter(dataset))
-    for built in trainers.values():
-        for _ in range(3):  # trace and warm up
-            built.train_function(iter([batch]))
-    times: dict[str, list[float]] = {name: [] for name in trainers}
-    for _ in range(args.repeats):
-        for name, built in trainers.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                built.train_function(iter([batch]))
-            times[name].append((time.perf_counter() - start) / args.steps * 1000)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = median_step_ms(
+        {name: lambda built=built: built.train_function(iter([batch]))
+         for name, built in trainers.items()}, args.repeats, args.steps)
     whole = medians["whole backbone fine-tuned"]
     result = {"batch_size": config.batch_size, "image_size": config.image_size,
               "load_average": os.getloadavg()[0],

@@ -16,10 +16,8 @@ Measured on the world this way (BENCHMARKS.md, "Stage 3 on cached attention"):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import statistics
 import sys
 import time
 from typing import Any
@@ -41,22 +39,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 
-    from absl import flags
-
+    from benchmarks._train_steps import median_step_ms, preset_config
     from conceptmask_tf.data.pipelines import segmentation_dataset
     from conceptmask_tf.data.skips import SkipCounter
     from conceptmask_tf.training import runner, segmentation
-    from conceptmask_tf.training.cli import config_from_flags, define_flags
     from conceptmask_tf.training.concept_sets import load_training_concepts
     from conceptmask_tf.training.config import SegmentationConfig
 
-    values = flags.FlagValues()
-    define_flags(SegmentationConfig, values)
-    values(["stage3_step", f"--flagfile={args.flagfile}", f"--data_root={args.data_root}",
-            f"--concepts_dir={args.concepts_dir}", "--model_dir=unused", "--nocheck_files",
-            f"--refinement_model_dir={args.refinement_model_dir}",
-            f"--{'' if args.single_att else 'no'}single_att"])
-    config = dataclasses.replace(config_from_flags(SegmentationConfig, values), steps=1)
+    config = preset_config(SegmentationConfig, args.flagfile, [
+        f"--data_root={args.data_root}", f"--concepts_dir={args.concepts_dir}",
+        f"--refinement_model_dir={args.refinement_model_dir}",
+        f"--{'' if args.single_att else 'no'}single_att"])
     concepts = load_training_concepts(config.data_root, config.concepts_dir)
     skips = SkipCounter(config.data_root)
     masked, index = segmentation.mask_targets(config, concepts, skips)
@@ -81,17 +74,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     on_the_fly = ({k: v for k, v in with_maps[0].items() if not k.startswith("attention_")},
                   with_maps[1])
     batches = {"attention on the fly": on_the_fly, "cached attention": with_maps}
-    for batch in batches.values():
-        for _ in range(3):  # trace and warm up each input signature
-            trainer.train_function(iter([batch]))
-    times: dict[str, list[float]] = {name: [] for name in batches}
-    for _ in range(args.repeats):
-        for name, batch in batches.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                trainer.train_function(iter([batch]))
-            times[name].append((time.perf_counter() - start) / args.steps * 1000)
-    medians = {name: statistics.median(v) for name, v in times.items()}
+    medians = median_step_ms(
+        {name: lambda batch=batch: trainer.train_function(iter([batch]))
+         for name, batch in batches.items()}, args.repeats, args.steps)
     fly, cache = medians["attention on the fly"], medians["cached attention"]
     steps_per_epoch = len(cached[0]) // config.batch_size
     saved_per_epoch_s = (fly - cache) / 1000 * steps_per_epoch
