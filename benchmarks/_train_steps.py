@@ -6,11 +6,29 @@ them here on one repeated batch, in turn, so that the machine's drift hits all a
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+
+def step_arguments(parser: argparse.ArgumentParser, flagfile: str) -> None:
+    """Adds the arguments every step benchmark takes: the data, the preset and the timing.
+
+    Args:
+        parser: The benchmark's parser; it adds its stage's model dir and variants itself.
+        flagfile: The default preset flagfile, a name in the repository's flags/.
+    """
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parser.add_argument("--data_root", required=True)
+    parser.add_argument("--concepts_dir", required=True)
+    parser.add_argument("--flagfile", default=os.path.join(repo, "flags", flagfile))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="train steps per repetition")
+    parser.add_argument("--json", default=None, help="write the results here")
 
 
 def preset_config(config_class: type, flagfile: str, flags: Sequence[str]) -> Any:

@@ -24,23 +24,18 @@ import os
 import sys
 from typing import Any
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from benchmarks._train_steps import median_step_ms, preset_config, step_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_root", required=True)
-    parser.add_argument("--concepts_dir", required=True)
+    step_arguments(parser, "world_stage2.cfg")
     parser.add_argument("--embedding_model_dir", required=True, help="a trained stage 1")
-    parser.add_argument("--flagfile", default=os.path.join(REPO, "flags", "world_stage2.cfg"))
     parser.add_argument("--finetune_from", default="conv4")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10, help="train steps per repetition")
-    parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 
-    from benchmarks._train_steps import median_step_ms, preset_config
     from conceptmask_tf.data.pipelines import refinement_dataset
     from conceptmask_tf.data.skips import SkipCounter
     from conceptmask_tf.models import freeze_backbone_before

@@ -22,24 +22,19 @@ import sys
 import time
 from typing import Any
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from benchmarks._train_steps import median_step_ms, preset_config, step_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_root", required=True)
-    parser.add_argument("--concepts_dir", required=True)
+    step_arguments(parser, "world_stage3.cfg")
     parser.add_argument("--refinement_model_dir", required=True, help="a trained stage 2")
-    parser.add_argument("--flagfile", default=os.path.join(REPO, "flags", "world_stage3.cfg"))
     parser.add_argument("--single_att", action="store_true",
                         help="the single_att ablation's trainer (one attention scale)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10, help="train steps per repetition")
-    parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 
-    from benchmarks._train_steps import median_step_ms, preset_config
     from conceptmask_tf.data.pipelines import segmentation_dataset
     from conceptmask_tf.data.skips import SkipCounter
     from conceptmask_tf.training import runner, segmentation
