@@ -70,6 +70,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, with_out_dir: bool = True) 
                          flag_values=fv)
     flags.DEFINE_integer("min_region_pixels", d.min_region_pixels, "Smallest visible area of "
                          "a present concept; 0 = max(4, 0.05% of the image).", flag_values=fv)
+    flags.DEFINE_boolean("oracle_boxes", d.oracle_boxes, "Also write every weak_image "
+                         "concept's boxes to the Open Images CSV (an all-box world for the "
+                         "oracle ladder; not realistic data).", flag_values=fv)
     if with_out_dir:
         flags.mark_flag_as_required("out_dir", flag_values=fv)
 

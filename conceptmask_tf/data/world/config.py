@@ -37,6 +37,10 @@ class WorldConfig:
         min_region_pixels: Area below which a region counts as not visible (no tag, no
             eval positive, not a verified negative either); 0 = automatic
             (max(4, 0.05% of the image)).
+        oracle_boxes: Also write the boxes of every weak_image concept (objects, parts,
+            stuff, and the objects an attribute or phrase names) to the Open Images CSV:
+            an all-box world for the oracle ladder's upper bound on the weak concepts. Not
+            a realistic dataset; the images, tags and every other file stay as without it.
     """
 
     seed: int = 0
@@ -57,6 +61,7 @@ class WorldConfig:
     min_objects: int = 1
     max_objects: int = 5
     min_region_pixels: int = 0
+    oracle_boxes: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -21,7 +21,7 @@ from PIL import Image
 from conceptmask_tf.data.layout import SPLITS, DataRoot
 from conceptmask_tf.data.world import formats
 from conceptmask_tf.data.world.config import WorldConfig
-from conceptmask_tf.data.world.ontology import Ontology
+from conceptmask_tf.data.world.ontology import Ontology, phrase_name
 from conceptmask_tf.data.world.regions import (
     InstanceBox,
     concept_areas,
@@ -104,6 +104,8 @@ class WorldFiles:
         self.strong = {c.name: c for c in ontology.at_level("strong")}
         self.box_vocab = {source: {c.name: c for c in ontology.box_concepts(source)}
                           for source in ("oi", "vg")}
+        if config.oracle_boxes:
+            self.box_vocab["oi"].update({c.name: c for c in ontology.at_level("weak_image")})
         self.tags: list[dict] = []
         self.coco_images: list[dict] = []
         self.coco_annotations: list[dict] = []
@@ -180,9 +182,15 @@ class WorldFiles:
         self.counts["oi_images"] += 1
         vocab = self.box_vocab["oi"]
         for box in boxes:
-            if box.concept in vocab:
-                self.oi_rows.append(formats.oi_box_row(stem, vocab[box.concept].mid, box,
-                                                       scene.size, scene.scene == "indoor"))
+            names = [box.concept]
+            if self.config.oracle_boxes and box.kind == "object":
+                # The all-box world also boxes the objects an attribute or phrase names.
+                attributes = scene.objects[box.index].attributes
+                names += list(attributes) + [phrase_name(a, box.concept) for a in attributes]
+            for name in names:
+                if name in vocab:
+                    self.oi_rows.append(formats.oi_box_row(stem, vocab[name].mid, box,
+                                                           scene.size, scene.scene == "indoor"))
         # Image-level labels: verified present (1) and a sample of verified absent (0).
         for concept in self.trained:
             area = areas.get(concept.name, 0)

@@ -1,6 +1,8 @@
 """The tiny world's files agree with the scenes behind them and with the data-root contract."""
 
+import collections
 import csv
+import dataclasses
 import json
 import os
 
@@ -10,7 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from conceptmask_tf.data.layout import SPLITS, DataRoot
-from conceptmask_tf.data.world import concept_mask
+from conceptmask_tf.data.world import concept_mask, generate_world
 
 
 def _json(path):
@@ -237,3 +239,43 @@ def test_eval_rle_is_compressed_coco(root):
     ann = data["annotations"][0]
     rle = {"size": ann["segmentation"]["size"], "counts": ann["segmentation"]["counts"].encode()}
     assert mask_utils.area(rle) == ann["area"]
+
+
+def test_oracle_boxes_add_the_weak_image_boxes_and_change_nothing_else(tiny_world, root,
+                                                                         tmp_path):
+    oracle_root = DataRoot(str(tmp_path / "oracle"))
+    generate_world(dataclasses.replace(tiny_world.config, oracle_boxes=True), oracle_root.root,
+                   progress=False)
+    for path in (root.tags, root.coco_instances, root.oi_image_labels, root.vg_objects,
+                 root.val_file("weak_image"), root.eval_file("zero_shot")):
+        with open(path, "rb") as a, open(oracle_root.path(os.path.relpath(path, root.root)),
+                                         "rb") as b:
+            assert a.read() == b.read(), path
+    for name in sorted(os.listdir(root.images_dir))[::7]:
+        with open(root.path("images", name), "rb") as a, \
+                open(oracle_root.path("images", name), "rb") as b:
+            assert a.read() == b.read(), name
+    _, plain_rows = _csv(root.oi_boxes)
+    _, oracle_rows = _csv(oracle_root.oi_boxes)
+    weak_image = {c.mid: c for c in tiny_world.ontology.at_level("weak_image")}
+    added = [row for row in oracle_rows if row not in plain_rows]
+    assert [row for row in oracle_rows if row[2] not in weak_image] == plain_rows
+    assert added and all(row[2] in weak_image for row in added)
+    size = tiny_world.config.image_size
+    boxed = collections.defaultdict(set)
+    for row in added:
+        scene = tiny_world.scenes[row[0] + ".jpg"]
+        mask = concept_mask(scene, weak_image[row[2]])
+        x0, x1, y0, y1 = (round(float(v) * size) for v in row[4:8])
+        box = mask[y0:y1, x0:x1]
+        assert box[:, 0].any() and box[:, -1].any() and box[0].any() and box[-1].any(), row
+        boxed[row[0]].add(row[2])
+    # Every weak_image concept visible in an Open Images image has a box there: attributes
+    # and phrases (boxes of the objects they name) as well as objects, parts and stuff.
+    _, labels = _csv(root.oi_image_labels)
+    for stem in sorted({row[0] for row in labels}):
+        scene = tiny_world.scenes[stem + ".jpg"]
+        visible = {mid for mid, c in weak_image.items() if concept_mask(scene, c).any()}
+        assert boxed[stem] == visible, stem
+    kinds = {weak_image[row[2]].type for row in added}
+    assert {"attribute", "phrase"} <= kinds
