@@ -1,13 +1,16 @@
 """The pipeline's step plan, presets and resume logic (training itself is faked here; the
 stages are tested in tests/training and end to end in tests/test_world_end_to_end.py)."""
 
-import json
 import dataclasses
+import json
 import os
 
 import pytest
+from absl import flags
 
 from conceptmask_tf import pipeline
+from conceptmask_tf.bin import demo as demo_bin
+from conceptmask_tf.bin import pipeline as pipeline_bin
 from conceptmask_tf.bin.pipeline import parse_stage_flags
 from conceptmask_tf.pipeline import PipelineConfig, run_pipeline, stage_config
 from conceptmask_tf.training import artifacts
@@ -206,3 +209,18 @@ def test_export_runs_last_and_again_only_after_a_new_evaluation(tmp_path, monkey
     calls.clear()
     assert run_pipeline(no_eval, announce=lambda _: None).steps["export"] == "reused"
     assert calls == []
+
+
+def test_pipeline_binary_flags_make_the_config(tmp_path):
+    fv = flags.FlagValues()
+    pipeline_bin.define_flags(fv)
+    fv(["conceptmask-pipeline", "--data_root=/d", f"--work_dir={tmp_path}",
+        "--preset=world_quality", "--noprogress", "--noexport",
+        "--stage_flags=refinement:--epochs=3"])
+    config = pipeline_bin.config_from_flags(fv)
+    assert (config.preset, config.progress, config.export) == ("world_quality", False, False)
+    assert config.stage_flags == {"refinement": ["--epochs=3"]}
+    demo = flags.FlagValues()
+    demo_bin.define_flags(demo)  # the pipeline's flags next to the world's, one --progress
+    demo(["conceptmask-demo", "--noprogress"])
+    assert demo.progress is False

@@ -53,7 +53,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True
                         flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "Redo every step even if its output exists.",
                       flag_values=fv)
-    if with_data_root:
+    if with_data_root:  # the demo has the world binary's --progress
+        flags.DEFINE_bool("progress", True, "Show progress bars on stderr.", flag_values=fv)
         flags.mark_flag_as_required("work_dir", flag_values=fv)
 
 
@@ -84,7 +85,8 @@ def options_from_flags(fv: flags.FlagValues) -> dict:
 def config_from_flags(fv: flags.FlagValues) -> PipelineConfig:
     """The pipeline config named by parsed flags (raises ValueError on bad values)."""
     return PipelineConfig(data_root=fv.data_root, work_dir=fv.work_dir, preset=fv.preset,
-                          dim=fv.dim, overwrite=fv.overwrite, **options_from_flags(fv))
+                          dim=fv.dim, overwrite=fv.overwrite, progress=fv.progress,
+                          **options_from_flags(fv))
 
 
 def main(argv: list[str]) -> int:
