@@ -72,7 +72,7 @@ class PipelineConfig:
         data_root: The data root (DESIGN.md §3).
         work_dir: Output folder (layout in the module docstring).
         preset: Flagfile preset: "world" (concept world, the 15-minute CPU demo),
-            "world_quality" (concept world, longer schedules: about 50 minutes
+            "world_quality" (concept world, longer schedules: about 60 minutes
             on 2 CPU cores) or "paper" (the paper's setup: ResNet-50, 300/700 px).
         dim: Word-vector dimension D (None: 32 for the world presets, 512 for "paper").
         ablations: Also train the no_neg and single_att variants (paper Table 3).
