@@ -40,7 +40,8 @@ class WorldConfig:
         oracle_boxes: Also write the boxes of every weak_image concept (objects, parts,
             stuff, and the objects an attribute or phrase names) to the Open Images CSV:
             an all-box world for the oracle ladder's upper bound on the weak concepts. Not
-            a realistic dataset; the images, tags and every other file stay as without it.
+            a realistic dataset; images, tags, masks, labels and ground truth stay as
+            without it (world.json records the flag).
     """
 
     seed: int = 0
