@@ -72,7 +72,7 @@ def instance_masks(scene: RenderedScene, concept: Concept) -> list[np.ndarray]:
     Raises:
         ValueError: for a context tag (no region).
     """
-    keep = _object_filter(concept)
+    keep = object_filter(concept)
     if keep is not None:
         masks = [scene.object_map == i for i, o in enumerate(scene.objects) if keep(o)]
     elif concept.type == "part":
@@ -128,7 +128,7 @@ def instance_boxes(scene: RenderedScene) -> list[InstanceBox]:
     return out
 
 
-def _object_filter(concept: Concept) -> Callable[[ObjectInstance], bool] | None:
+def object_filter(concept: Concept) -> Callable[[ObjectInstance], bool] | None:
     """Which objects make up an object, attribute or phrase concept; None for other types."""
     if concept.type == "object":
         return lambda o: o.concept == concept.name

@@ -21,12 +21,13 @@ from PIL import Image
 from conceptmask_tf.data.layout import SPLITS, DataRoot
 from conceptmask_tf.data.world import formats
 from conceptmask_tf.data.world.config import WorldConfig
-from conceptmask_tf.data.world.ontology import Ontology, phrase_name
+from conceptmask_tf.data.world.ontology import Ontology
 from conceptmask_tf.data.world.regions import (
     InstanceBox,
     concept_areas,
     instance_boxes,
     instance_masks,
+    object_filter,
 )
 from conceptmask_tf.data.world.scene import RenderedScene
 
@@ -104,8 +105,14 @@ class WorldFiles:
         self.strong = {c.name: c for c in ontology.at_level("strong")}
         self.box_vocab = {source: {c.name: c for c in ontology.box_concepts(source)}
                           for source in ("oi", "vg")}
+        # The all-box world: every weak_image concept is boxed too; an attribute or a
+        # phrase by the boxes of the objects it names (`object_filter`).
+        self.oracle_filters = []
         if config.oracle_boxes:
-            self.box_vocab["oi"].update({c.name: c for c in ontology.at_level("weak_image")})
+            weak_image = ontology.at_level("weak_image")
+            self.box_vocab["oi"].update({c.name: c for c in weak_image})
+            self.oracle_filters = [(c.name, object_filter(c)) for c in weak_image
+                                   if c.type in ("attribute", "phrase")]
         self.tags: list[dict] = []
         self.coco_images: list[dict] = []
         self.coco_annotations: list[dict] = []
@@ -183,10 +190,9 @@ class WorldFiles:
         vocab = self.box_vocab["oi"]
         for box in boxes:
             names = [box.concept]
-            if self.config.oracle_boxes and box.kind == "object":
-                # The all-box world also boxes the objects an attribute or phrase names.
-                attributes = scene.objects[box.index].attributes
-                names += list(attributes) + [phrase_name(a, box.concept) for a in attributes]
+            if box.kind == "object":
+                obj = scene.objects[box.index]
+                names += [name for name, names_it in self.oracle_filters if names_it(obj)]
             for name in names:
                 if name in vocab:
                     self.oi_rows.append(formats.oi_box_row(stem, vocab[name].mid, box,
