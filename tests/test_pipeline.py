@@ -72,14 +72,15 @@ def test_world_quality_preset_is_the_world_preset_with_longer_schedules(tmp_path
     for step in ("embedding", "refinement", "segmentation", "saliency"):
         fast, slow = stage_config(world, step), stage_config(quality, step)
         epochs[step] = (fast.epochs, slow.epochs)
-        # Only the epochs (and how much of stage 2's backbone is fine-tuned, and whether
-        # stage 3 caches its attention) differ: every other setting was chosen for the
-        # world preset.
+        # Only the epochs (and how much of stage 2's backbone is fine-tuned, whether
+        # stage 3 caches its attention, and where the weak concepts' own map comes from)
+        # differ: every other setting was chosen for the world preset.
         same = {"epochs": fast.epochs}
         if step == "refinement":
             same["finetune_from"] = fast.finetune_from
         if step == "segmentation":
             same["cache_attention"] = fast.cache_attention
+            same["weak_attention"] = fast.weak_attention
         assert dataclasses.replace(slow, **same) == fast, step
     assert epochs["refinement"] == (12, 60) and epochs["segmentation"] == (6, 16)
     # world: the backbone frozen below conv4; world_quality: all of it fine-tuned.
@@ -89,6 +90,9 @@ def test_world_quality_preset_is_the_world_preset_with_longer_schedules(tmp_path
     assert (stage_config(world, "segmentation").cache_attention,
             stage_config(quality, "segmentation").cache_attention) == (True, False)
     assert epochs["embedding"] == (8, 32)
+    # world: the paper's weak-concept rule; world_quality: the own map from stage 1.
+    assert (stage_config(world, "segmentation").weak_attention,
+            stage_config(quality, "segmentation").weak_attention) == ("refined", "original")
     assert stage_config(quality, "segmentation").lr_schedule == "cosine"
 
 

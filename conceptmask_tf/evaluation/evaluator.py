@@ -16,7 +16,7 @@ Steps (DESIGN.md §5):
      does a concept's map peak in its own region rather than in another present concept's).
   4. Segmentation (paper Tables 2-3) of each variant on every split:
        full              ConceptMask(refinement, segmentation), the segmentation config's
-                         scales;
+                         scales and weak_attention (every variant composes the same way);
        no_neg            ConceptMask(refinement_no_neg, segmentation): the stage-3 network
                          is label agnostic (it sees attention maps only), so the full
                          model's one is reused rather than retrained on the no_neg attention;

@@ -54,6 +54,8 @@ class ModelVariants:
         single_att_scales: Attention scales of the single-attention model.
         saliency_image_size: The side the saliency network was trained at (its
             config.json); None: `image_size`.
+        weak_attention: Own map of the concepts outside the supervised set, "refined"
+            or "original" (`ConceptMask`; the segmentation network's config.json).
     """
 
     models_dir: str
@@ -64,6 +66,7 @@ class ModelVariants:
     scales: tuple[float, ...]
     single_att_scales: tuple[float, ...]
     saliency_image_size: int | None = None
+    weak_attention: str = "refined"
 
     def has(self, name: str) -> bool:
         return name in self.networks
@@ -88,6 +91,7 @@ class ModelVariants:
         return ConceptMask(self.networks[refinement], self.networks[segmentation],
                            self.image_size, scales, supervised_vectors=supervised_vectors,
                            presence_embedding=self.networks["embedding"],
+                           weak_attention=self.weak_attention,
                            name=f"concept_mask_{refinement}_{segmentation}")
 
 
@@ -153,7 +157,8 @@ def load_variants(models_dir: str, image_size: int | None = None) -> ModelVarian
                          networks["segmentation_single_att"], scales)
     saliency_size = configs.get("saliency", {}).get("image_size")
     return ModelVariants(models_dir, networks, model_dirs, missing, int(image_size), scales,
-                         single, None if saliency_size is None else int(saliency_size))
+                         single, None if saliency_size is None else int(saliency_size),
+                         configs["segmentation"].get("weak_attention", "refined"))
 
 
 def _scales(config: dict[str, Any], network: Any, default: Sequence[float]

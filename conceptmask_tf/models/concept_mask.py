@@ -11,6 +11,8 @@ import numpy as np
 from keras import ops
 
 from conceptmask_tf.models._tensors import channels_to_concepts
+from conceptmask_tf.models.concept_attention import ConceptAttention
+from conceptmask_tf.models.fully_convolutional_embedding import to_fully_convolutional
 from conceptmask_tf.models.nearest_supervised_concept import NearestSupervisedConcept
 from conceptmask_tf.models.presence_score import PresenceScore
 from conceptmask_tf.models.refinement_model import RefinementModel
@@ -18,6 +20,8 @@ from conceptmask_tf.models.resize_images import ResizeImages
 from conceptmask_tf.models.resize_maps import ResizeMaps
 from conceptmask_tf.models.segmentation_model import SegmentationModel
 from conceptmask_tf.models.weak_concept_blend import WeakConceptBlend
+
+WEAK_ATTENTION_SOURCES = ("refined", "original")
 
 
 @keras.saving.register_keras_serializable(package="conceptmask_tf")
@@ -35,6 +39,14 @@ class ConceptMask(keras.Model):
     stage 2 fine-tunes the embedding for its maps: on the concept world its pooled
     cosine no longer tells present from absent concepts, AUC ~0.5 against ~0.8 for
     stage 1).
+
+    `weak_attention="original"` (a departure, README departure 20) takes the own map
+    alpha_q of the concepts outside the supervised set from stage 1 (clip(cos, 0, 1) of
+    its fully-convolutional network at each scale) instead of the refined one: the
+    matching loss asks stage 2 to keep those concepts' stage-1 maps, and after long
+    fine-tuning it no longer does (on the concept world at 60 stage-2 epochs the weak
+    concepts' pointing game falls from 0.60 in stage 1 to 0.33 refined). This is the
+    limit of a perfect matching term, at the price of one stage-1 pass per scale.
 
     Nothing branches on tensor values (tf ops only), outputs are a dict: the model is
     ready for `keras.export.ExportArchive`.
@@ -54,6 +66,9 @@ class ConceptMask(keras.Model):
         presence_threshold, presence_scale: Initial `PresenceScore` calibration.
         presence_embedding: Trained stage-1 `EmbeddingModel` (image -> pooled embedding
             [B, D]) that scores presence; None uses the stage-2 network's embedding.
+        weak_attention: alpha_q of the concepts outside the supervised set: "refined"
+            (the paper, §4.4) or "original" (stage 1's map; needs `presence_embedding`
+            and `supervised_vectors` or `num_supervised`).
         **kwargs: keras.Model arguments (name, trainable).
 
     Inputs: {"image": float32 [B, H, W, 3] in [0, 255], any H, W,
@@ -70,13 +85,21 @@ class ConceptMask(keras.Model):
                  supervised_vectors: np.ndarray | None = None, num_supervised: int = 0,
                  weak_theta: float = 0.5, presence_threshold: float = 0.0,
                  presence_scale: float = 10.0,
-                 presence_embedding: keras.Model | None = None, **kwargs: Any) -> None:
+                 presence_embedding: keras.Model | None = None,
+                 weak_attention: str = "refined", **kwargs: Any) -> None:
         attention_scales = tuple(float(s) for s in attention_scales)
         if len(attention_scales) != segmentation.num_attention_maps:
             raise ValueError(f"{len(attention_scales)} attention scales for a segmentation "
                              f"network with {segmentation.num_attention_maps} inputs")
         if supervised_vectors is not None:
             num_supervised = len(supervised_vectors)
+        if weak_attention not in WEAK_ATTENTION_SOURCES:
+            raise ValueError(f"weak_attention must be one of {WEAK_ATTENTION_SOURCES}, got "
+                             f"{weak_attention!r}")
+        use_original = weak_attention == "original" and num_supervised > 0
+        if use_original and presence_embedding is None:
+            raise ValueError("weak_attention='original' needs the stage-1 network "
+                             "(presence_embedding)")
         dim = refinement.embedding.embedding_dim
         image = keras.Input(shape=(None, None, 3), name="image")
         vectors = keras.Input(shape=(None, dim), name="word_vectors")  # [B, K, D]
@@ -88,6 +111,12 @@ class ConceptMask(keras.Model):
             queried = ops.concatenate([vectors, neighbours], axis=1)  # [B, 2K, D]
         else:
             queried = vectors
+        if use_original:
+            stage1 = to_fully_convolutional(presence_embedding, name="stage1_fcn")
+            coarse_attention = ConceptAttention(refinement.similarity,
+                                                name="stage1_attention")
+            # [B, K, 1, 1]: 1 keeps the refined map (supervised concepts).
+            keep_refined = ops.expand_dims(ops.expand_dims(is_supervised, -1), -1)
         resized = ResizeImages(image_size, name="resize_image")(image)
         attention_maps, embedding = [], None
         for i, scale in enumerate(attention_scales):
@@ -95,6 +124,12 @@ class ConceptMask(keras.Model):
             embedded = refinement.embedding(scaled)
             logits, _ = refinement.refine(embedded["embedding_map"], queried)
             attention = channels_to_concepts(ops.sigmoid(logits))  # [B, K or 2K, h, w]
+            if use_original:
+                own, neighbour = ops.split(attention, 2, axis=1)
+                original = channels_to_concepts(ops.clip(coarse_attention(
+                    stage1(scaled)["embedding_map"], vectors), 0.0, 1.0))
+                own = keep_refined * own + (1.0 - keep_refined) * original
+                attention = ops.concatenate([own, neighbour], axis=1)
             if num_supervised > 0:
                 attention = blend(attention, is_supervised)  # [B, K, h, w]
             attention_maps.append(attention)
@@ -118,6 +153,7 @@ class ConceptMask(keras.Model):
         self.num_supervised = int(num_supervised)
         self.weak_theta = float(weak_theta)
         self.presence_embedding = presence_embedding
+        self.weak_attention = weak_attention
 
     @property
     def presence_score(self) -> PresenceScore:
@@ -134,6 +170,7 @@ class ConceptMask(keras.Model):
                 "presence_scale": presence["scale"],
                 "presence_embedding": (None if self.presence_embedding is None else
                                        keras.layers.serialize(self.presence_embedding)),
+                "weak_attention": self.weak_attention,
                 "name": self.name,
                 "trainable": self.trainable}
 

@@ -140,7 +140,7 @@ def load_concept_mask(models_dir: str, concepts_dir: str | None = None,
 
     Returns:
         (model, embeddings, info) with info {"models_dir", "concepts_dir", "image_size",
-        "attention_scales", "embedding_dim", "vocabulary_size", "supervised_concepts",
+        "attention_scales", "weak_attention", "embedding_dim", "vocabulary_size", "supervised_concepts",
         "supervised_source", "calibration": {"applied", "source", "threshold", "scale",
         "theta", and "reason" when not applied}}.
 
@@ -172,6 +172,7 @@ def load_concept_mask(models_dir: str, concepts_dir: str | None = None,
         apply_calibration(model, values)
     info = {"models_dir": models_dir, "concepts_dir": concepts_dir,
             "image_size": variants.image_size, "attention_scales": list(variants.scales),
+            "weak_attention": variants.weak_attention,
             "embedding_dim": dim, "vocabulary_size": len(embeddings.vocabulary),
             "supervised_concepts": supervised, "supervised_source": source,
             "calibration": {"applied": values is not None, "source": where,

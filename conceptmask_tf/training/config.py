@@ -263,6 +263,13 @@ class SegmentationConfig(MaskNetworkConfig):
                                                "coarse ground-truth mask (weight ~ U(0, 1)) "
                                                "so the network learns to follow attention; "
                                                "0 = the paper.")
+    weak_attention: str = _field("refined", "Own attention map of the concepts outside "
+                                            "the supervised set in the composed model "
+                                            "(evaluation, export; paper section 4.4): "
+                                            "refined (the paper) or original (stage 1's "
+                                            "map, README departure 21). Stage-3 training "
+                                            "sees supervised concepts only and does not "
+                                            "use it.", choices=("refined", "original"))
     cache_attention: bool = _field(False, "Run the frozen stage-2 passes once per example "
                                           "before training and give each epoch's crop and "
                                           "flip to the cached maps (about half of a step's "

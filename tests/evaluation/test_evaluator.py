@@ -236,6 +236,23 @@ def test_single_att_runs_one_attention_pass_at_the_first_scale(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_the_segmentation_config_chooses_the_weak_concepts_attention(tmp_path):
+    models = _write_models(str(tmp_path / "models"), no_neg=False)
+    supervised = tiny.word_vectors()[:2]
+    default = load_variants(models)
+    assert default.weak_attention == "refined"
+    assert default.concept_mask(supervised_vectors=supervised).weak_attention == "refined"
+    path = os.path.join(models, "segmentation", "config.json")
+    with open(path) as f:
+        record = json.load(f)
+    record["config"]["weak_attention"] = "original"
+    with open(path, "w") as f:
+        json.dump(record, f)
+    model = load_variants(models).concept_mask(supervised_vectors=supervised)
+    assert model.weak_attention == "original"
+    model.get_layer("stage1_fcn")  # the stage-1 maps are part of the composed model
+
+
 def test_per_concept_rows_join_variants_kinds_and_vector_flags():
     from conceptmask_tf.evaluation.evaluator import per_concept_rows
 

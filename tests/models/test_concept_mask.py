@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conceptmask_tf.models import ConceptMask, PresenceScore
+from conceptmask_tf.models import ConceptMask, PresenceScore, to_fully_convolutional
 from tests.models.tiny import (
     assert_same_outputs,
     embedding_model,
@@ -159,3 +159,46 @@ def test_traces_once_for_any_image_size_and_concept_count(concept_mask):
         traced = serve(tf.constant(inputs["image"]), tf.constant(inputs["word_vectors"]))
         assert traced["mask_probs"].shape == (1, k, *size)
         assert_same_outputs(traced, concept_mask(inputs, training=False), atol=1e-5)
+
+
+def test_original_weak_attention_takes_stage1_maps_for_unsupervised_concepts(concept_mask,
+                                                                             tmp_path):
+    stage1 = embedding_model()
+    model = ConceptMask(concept_mask.refinement, concept_mask.segmentation, SIZE, SCALES,
+                        supervised_vectors=word_vectors()[SUPERVISED], weak_theta=THETA,
+                        presence_embedding=stage1, weak_attention="original")
+    inputs = _inputs()
+    out = np.asarray(model(inputs, training=False)["attention"])  # first scale
+    refined = _by_hand(concept_mask, inputs)["attention"]  # the paper's rule
+    # Stage 1 by hand: its fully-convolutional form on the image at the first scale.
+    vectors = inputs["word_vectors"]
+    scaled = tf.image.resize(inputs["image"], (SIZE, SIZE), antialias=False)
+    fcn = to_fully_convolutional(stage1)
+    coarse = np.einsum("bhwd,bkd->bkhw", _unit(np.asarray(fcn(scaled)["embedding_map"])),
+                       _unit(vectors)).clip(0.0, 1.0)
+    supervised = word_vectors()[SUPERVISED]
+    cosine = _unit(vectors) @ _unit(supervised).T
+    neighbours = supervised[cosine.argmax(-1)]
+    embedded = concept_mask.refinement.embedding(scaled, training=False)
+    other = np.transpose(tf.sigmoid(concept_mask.refinement.refine(
+        embedded["embedding_map"], neighbours)[0]), (0, 3, 1, 2))
+    np.testing.assert_allclose(out[0, 0], refined[0, 0], atol=1e-5)  # supervised: refined
+    np.testing.assert_allclose(out[0, 1], THETA * coarse[0, 1] + (1 - THETA) * other[0, 1],
+                               atol=1e-5)  # weak
+    np.testing.assert_allclose(out[1, 0], THETA * coarse[1, 0] + (1 - THETA) * other[1, 0],
+                               atol=1e-5)  # unseen vector
+    assert np.abs(out[0, 1] - refined[0, 1]).max() > 1e-4
+    assert model.get_config()["weak_attention"] == "original"
+    path = str(tmp_path / "original_weak_attention.keras")
+    model.save(path)
+    assert_same_outputs(keras.saving.load_model(path)(inputs, training=False),
+                        model(inputs, training=False))
+
+
+def test_original_weak_attention_needs_the_stage1_network(concept_mask):
+    with pytest.raises(ValueError, match="presence_embedding"):
+        ConceptMask(concept_mask.refinement, concept_mask.segmentation, SIZE, SCALES,
+                    supervised_vectors=word_vectors()[SUPERVISED], weak_attention="original")
+    with pytest.raises(ValueError, match="weak_attention must be one of"):
+        ConceptMask(concept_mask.refinement, concept_mask.segmentation, SIZE, SCALES,
+                    weak_attention="stage1")
