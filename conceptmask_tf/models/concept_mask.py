@@ -118,7 +118,7 @@ class ConceptMask(keras.Model):
             # [B, K, 1, 1]: 1 keeps the refined map (supervised concepts).
             keep_refined = ops.expand_dims(ops.expand_dims(is_supervised, -1), -1)
         resized = ResizeImages(image_size, name="resize_image")(image)
-        attention_maps, embedding = [], None
+        attention_maps, embedding, stage1_embedding = [], None, None
         for i, scale in enumerate(attention_scales):
             scaled = ResizeImages(round(scale * image_size), name=f"resize_scale_{i}")(image)
             embedded = refinement.embedding(scaled)
@@ -126,8 +126,12 @@ class ConceptMask(keras.Model):
             attention = channels_to_concepts(ops.sigmoid(logits))  # [B, K or 2K, h, w]
             if use_original:
                 own, neighbour = ops.split(attention, 2, axis=1)
+                stage1_outputs = stage1(scaled)
                 original = channels_to_concepts(ops.clip(coarse_attention(
-                    stage1(scaled)["embedding_map"], vectors), 0.0, 1.0))
+                    stage1_outputs["embedding_map"], vectors), 0.0, 1.0))
+                if round(scale * image_size) == image_size and stage1_embedding is None:
+                    # The pooled output of the same pass: presence needs no pass of its own.
+                    stage1_embedding = stage1_outputs["embedding"]
                 own = keep_refined * own + (1.0 - keep_refined) * original
                 attention = ops.concatenate([own, neighbour], axis=1)
             if num_supervised > 0:
@@ -135,7 +139,9 @@ class ConceptMask(keras.Model):
             attention_maps.append(attention)
             if embedding is None:
                 embedding = embedded["embedding"]
-        if presence_embedding is not None:
+        if stage1_embedding is not None:
+            embedding = stage1_embedding
+        elif presence_embedding is not None:
             embedding = presence_embedding(resized)  # [B, D]
         similarity, presence = PresenceScore(presence_threshold, presence_scale,
                                              name="presence_score")(embedding, vectors)

@@ -188,6 +188,12 @@ def test_original_weak_attention_takes_stage1_maps_for_unsupervised_concepts(con
     np.testing.assert_allclose(out[1, 0], THETA * coarse[1, 0] + (1 - THETA) * other[1, 0],
                                atol=1e-5)  # unseen vector
     assert np.abs(out[0, 1] - refined[0, 1]).max() > 1e-4
+    # Presence reuses the stage-1 pass at scale 1: the same values as its own pass.
+    separate = ConceptMask(concept_mask.refinement, concept_mask.segmentation, SIZE, SCALES,
+                           supervised_vectors=word_vectors()[SUPERVISED], weak_theta=THETA,
+                           presence_embedding=stage1)
+    np.testing.assert_allclose(model(inputs, training=False)["similarity"],
+                               separate(inputs, training=False)["similarity"], atol=1e-5)
     assert model.get_config()["weak_attention"] == "original"
     path = str(tmp_path / "original_weak_attention.keras")
     model.save(path)
