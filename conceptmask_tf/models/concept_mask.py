@@ -40,7 +40,7 @@ class ConceptMask(keras.Model):
     cosine no longer tells present from absent concepts, AUC ~0.5 against ~0.8 for
     stage 1).
 
-    `weak_attention="original"` (a departure, README departure 20) takes the own map
+    `weak_attention="original"` (a departure, README departure 21) takes the own map
     alpha_q of the concepts outside the supervised set from stage 1 (clip(cos, 0, 1) of
     its fully-convolutional network at each scale) instead of the refined one: the
     matching loss asks stage 2 to keep those concepts' stage-1 maps, and after long

@@ -144,3 +144,36 @@ def test_export_binary_end_to_end(tiny_work_dir, tmp_path):
     assert "conceptmask-export: " in failed.stderr
     assert f"{tmp_path / 'none' / 'concepts.tsv'} does not exist" in failed.stderr
     assert "conceptmask-concepts" in failed.stderr
+
+
+@pytest.mark.slow
+def test_a_model_with_stage1_weak_attention_exports_and_serves_the_same(tmp_path):
+    import tensorflow as tf
+
+    from conceptmask_tf.serving.inference_model import load_concept_mask
+    from tests.serving.conftest import SUPERVISED, concept_embeddings, random_image, write_models
+
+    models = write_models(str(tmp_path / "models"))
+    path = os.path.join(models, "segmentation", "config.json")
+    with open(path) as f:
+        record = json.load(f)
+    record["config"]["weak_attention"] = "original"
+    with open(path, "w") as f:
+        json.dump(record, f)
+    concept_embeddings().save(str(tmp_path / "concepts"))
+    model, embeddings, info = load_concept_mask(models, str(tmp_path / "concepts"))
+    assert model.weak_attention == info["weak_attention"] == "original"
+    export_saved_model(model, embeddings, str(tmp_path / "export"), info=info)
+    version = tmp_path / "export" / "conceptmask" / "1"
+    metadata = json.loads((version / "assets.extra" / "conceptmask.json").read_text())
+    assert metadata["weak_attention"] == "original"
+    image = random_image(20, 28, seed=4)
+    vectors = embeddings.vectors_for([SUPERVISED[0], "cloud", "red car"])  # with weak ones
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](
+        image=tf.constant(image), word_vectors=tf.constant(vectors))
+    expected = model({"image": image[None].astype(np.float32),
+                      "word_vectors": vectors[None]}, training=False)
+    np.testing.assert_allclose(served["mask_probs"].numpy(), np.asarray(
+        expected["mask_probs"])[0], atol=1e-5)
+    np.testing.assert_allclose(served["presence"].numpy(), np.asarray(
+        expected["presence"])[0], atol=1e-5)
