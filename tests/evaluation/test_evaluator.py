@@ -242,12 +242,7 @@ def test_the_segmentation_config_chooses_the_weak_concepts_attention(tmp_path):
     default = load_variants(models)
     assert default.weak_attention == "refined"
     assert default.concept_mask(supervised_vectors=supervised).weak_attention == "refined"
-    path = os.path.join(models, "segmentation", "config.json")
-    with open(path) as f:
-        record = json.load(f)
-    record["config"]["weak_attention"] = "original"
-    with open(path, "w") as f:
-        json.dump(record, f)
+    tiny.update_model_config(os.path.join(models, "segmentation"), weak_attention="original")
     model = load_variants(models).concept_mask(supervised_vectors=supervised)
     assert model.weak_attention == "original"
     model.get_layer("stage1_fcn")  # the stage-1 maps are part of the composed model

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import keras
 import numpy as np
 
@@ -71,3 +74,13 @@ def assert_same_outputs(first, second, atol: float = 0.0) -> None:
                                        atol=atol, rtol=0, err_msg=key)
     else:
         np.testing.assert_allclose(np.asarray(first), np.asarray(second), atol=atol, rtol=0)
+
+
+def update_model_config(model_dir: str, **values) -> None:
+    """Sets `values` in the "config" section of `<model_dir>/config.json`."""
+    path = os.path.join(model_dir, "config.json")
+    with open(path) as f:
+        record = json.load(f)
+    record["config"].update(values)
+    with open(path, "w") as f:
+        json.dump(record, f)

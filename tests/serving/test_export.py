@@ -151,15 +151,11 @@ def test_a_model_with_stage1_weak_attention_exports_and_serves_the_same(tmp_path
     import tensorflow as tf
 
     from conceptmask_tf.serving.inference_model import load_concept_mask
+    from tests.models.tiny import update_model_config
     from tests.serving.conftest import SUPERVISED, concept_embeddings, random_image, write_models
 
     models = write_models(str(tmp_path / "models"))
-    path = os.path.join(models, "segmentation", "config.json")
-    with open(path) as f:
-        record = json.load(f)
-    record["config"]["weak_attention"] = "original"
-    with open(path, "w") as f:
-        json.dump(record, f)
+    update_model_config(os.path.join(models, "segmentation"), weak_attention="original")
     concept_embeddings().save(str(tmp_path / "concepts"))
     model, embeddings, info = load_concept_mask(models, str(tmp_path / "concepts"))
     assert model.weak_attention == info["weak_attention"] == "original"
