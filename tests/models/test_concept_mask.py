@@ -40,8 +40,10 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def _by_hand(model: ConceptMask, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Stages run one by one, the weak rule in numpy."""
+def _by_hand(model: ConceptMask, inputs: dict[str, np.ndarray],
+             stage1: keras.Model | None = None) -> dict[str, np.ndarray]:
+    """Stages run one by one, the weak rule in numpy. With `stage1` (an EmbeddingModel) the
+    weak concepts' own map is its clip(cos, 0, 1) map and presence its pooled embedding."""
     refinement, image, vectors = model.refinement, inputs["image"], inputs["word_vectors"]
     supervised = word_vectors()[SUPERVISED]
     cosine = _unit(vectors) @ _unit(supervised).T  # [B, K, P]
@@ -55,10 +57,17 @@ def _by_hand(model: ConceptMask, inputs: dict[str, np.ndarray]) -> dict[str, np.
         own = tf.sigmoid(refinement.refine(embedded["embedding_map"], vectors)[0])
         other = tf.sigmoid(refinement.refine(embedded["embedding_map"], neighbours)[0])
         own, other = np.transpose(own, (0, 3, 1, 2)), np.transpose(other, (0, 3, 1, 2))
+        if stage1 is not None:
+            coarse = np.einsum("bhwd,bkd->bkhw", _unit(np.asarray(to_fully_convolutional(
+                stage1)(scaled)["embedding_map"])), _unit(vectors)).clip(0.0, 1.0)
+            own = np.where(weak[..., None, None], coarse, own)
         maps.append(np.where(weak[..., None, None], THETA * own + (1 - THETA) * other, own))
         embedding = embedded["embedding"] if embedding is None else embedding
+    resized = tf.image.resize(image, (SIZE, SIZE), antialias=False)
+    if stage1 is not None:
+        embedding = stage1(resized, training=False)
     segmented = model.segmentation(
-        {"image": np.asarray(tf.image.resize(image, (SIZE, SIZE), antialias=False)),
+        {"image": np.asarray(resized),
          "attention_0": maps[0], "attention_1": maps[1]}, training=False)["logits"]
     logits = tf.image.resize(tf.transpose(segmented, (0, 2, 3, 1)), image.shape[1:3])
     similarity = np.einsum("bd,bkd->bk", _unit(np.asarray(embedding)), _unit(vectors))
@@ -166,28 +175,20 @@ def test_original_weak_attention_takes_stage1_maps_for_unsupervised_concepts(con
     stage1 = embedding_model()
     model = ConceptMask(concept_mask.refinement, concept_mask.segmentation, SIZE, SCALES,
                         supervised_vectors=word_vectors()[SUPERVISED], weak_theta=THETA,
+                        presence_threshold=0.1, presence_scale=4.0,
                         presence_embedding=stage1, weak_attention="original")
     inputs = _inputs()
-    out = np.asarray(model(inputs, training=False)["attention"])  # first scale
+    outputs = model(inputs, training=False)
+    # Every output at both scales: weak and unseen rows (0, 1) and (1, 0) blend stage 1's
+    # map with the neighbour's refined one; the supervised rows keep the refined map.
+    assert_same_outputs({k: outputs[k] for k in ("mask_probs", "attention", "similarity",
+                                                 "presence")},
+                        _by_hand(model, inputs, stage1), atol=1e-5)
+    out = np.asarray(outputs["attention"])  # first scale
     refined = _by_hand(concept_mask, inputs)["attention"]  # the paper's rule
-    # Stage 1 by hand: its fully-convolutional form on the image at the first scale.
-    vectors = inputs["word_vectors"]
-    scaled = tf.image.resize(inputs["image"], (SIZE, SIZE), antialias=False)
-    fcn = to_fully_convolutional(stage1)
-    coarse = np.einsum("bhwd,bkd->bkhw", _unit(np.asarray(fcn(scaled)["embedding_map"])),
-                       _unit(vectors)).clip(0.0, 1.0)
-    supervised = word_vectors()[SUPERVISED]
-    cosine = _unit(vectors) @ _unit(supervised).T
-    neighbours = supervised[cosine.argmax(-1)]
-    embedded = concept_mask.refinement.embedding(scaled, training=False)
-    other = np.transpose(tf.sigmoid(concept_mask.refinement.refine(
-        embedded["embedding_map"], neighbours)[0]), (0, 3, 1, 2))
     np.testing.assert_allclose(out[0, 0], refined[0, 0], atol=1e-5)  # supervised: refined
-    np.testing.assert_allclose(out[0, 1], THETA * coarse[0, 1] + (1 - THETA) * other[0, 1],
-                               atol=1e-5)  # weak
-    np.testing.assert_allclose(out[1, 0], THETA * coarse[1, 0] + (1 - THETA) * other[1, 0],
-                               atol=1e-5)  # unseen vector
     assert np.abs(out[0, 1] - refined[0, 1]).max() > 1e-4
+    assert np.abs(out[1, 0] - refined[1, 0]).max() > 1e-4
     # Presence reuses the stage-1 pass at scale 1: the same values as its own pass.
     separate = ConceptMask(concept_mask.refinement, concept_mask.segmentation, SIZE, SCALES,
                            supervised_vectors=word_vectors()[SUPERVISED], weak_theta=THETA,
