@@ -29,8 +29,7 @@ from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.evaluation.attention_evaluation import evaluate_attention
 from conceptmask_tf.evaluation.eval_set import EvalSet, load_eval_set
 from conceptmask_tf.evaluation.predictors import AttentionMaps, compiled
-from conceptmask_tf.models import to_fully_convolutional
-from conceptmask_tf.training import artifacts
+from conceptmask_tf.models import stage_files, to_fully_convolutional
 
 METRICS = ("pointing_game", "soft_iou", "pointing_game_mask", "soft_iou_mask")
 
@@ -70,7 +69,7 @@ def main() -> None:
     sets = {"all": eval_set}
     for kind in filter(None, args.types.split(",")):
         sets[kind] = restricted(eval_set, concepts_of_types(args.data_root, [kind]))
-    stage1 = artifacts.load_stage_model(os.path.join(args.work_dir, "models", "embedding"),
+    stage1 = stage_files.load_stage_model(os.path.join(args.work_dir, "models", "embedding"),
                                         "embedding")
     original = to_fully_convolutional(stage1)
     splits = args.splits.split(",")

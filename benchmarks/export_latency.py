@@ -46,11 +46,12 @@ def export_all(models_dir: str | None, concepts_dir: str | None, export_dir: str
     from conceptmask_tf.serving import exporter
 
     if models_dir:
-        result = exporter.export_models_dir(models_dir, export_dir, concepts_dir=concepts_dir,
-                                            serving_root=None, tflite=True, onnx=True)
-        from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
+        from conceptmask_tf.assembly.segmenter import load_segmenter
 
-        vectors = ConceptEmbeddings.load(result["info"]["concepts_dir"]).vectors
+        segmenter = load_segmenter(models_dir, concepts_dir)
+        result = exporter.export_segmenter(models_dir, export_dir, concepts_dir=concepts_dir,
+                                           serving_root=None, tflite=True, onnx=True)
+        vectors = segmenter.embeddings.vectors
     else:
         result, vectors = _export_untrained(export_dir)
     paths = {"saved_model": result["saved_model"], "tflite_float32": result["tflite"],

@@ -20,19 +20,18 @@ import os
 
 import numpy as np
 
+from conceptmask_tf.assembly.stage_networks import load_stage_networks, supervised_concepts
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.evaluation import evaluator, metrics
 from conceptmask_tf.evaluation.eval_set import load_eval_set
 from conceptmask_tf.evaluation.predictors import compiled, predict_pairs
-from conceptmask_tf.evaluation.variants import load_variants, supervised_concepts
-from conceptmask_tf.training.calibration import set_weak_theta
 
 
 def sweep(work_dir: str, data_root: str, thetas: list[float], thresholds: list[float],
           split: str = "val") -> dict[tuple[float, float], dict[str, float]]:
     """(theta, threshold) -> split name -> concept-averaged IoU of the full model."""
     concepts_dir = os.path.join(work_dir, "concepts")
-    variants = load_variants(os.path.join(work_dir, "models"))
+    variants = load_stage_networks(os.path.join(work_dir, "models"))
     embeddings = ConceptEmbeddings.load(concepts_dir)
     eval_set = load_eval_set(data_root, embeddings, which=evaluator.SCORED_SPLITS[split])
     supervised, _ = supervised_concepts(variants, data_root, embeddings)
@@ -40,7 +39,7 @@ def sweep(work_dir: str, data_root: str, thetas: list[float], thresholds: list[f
                                  embeddings.vectors_for(supervised))
     results = {}
     for theta in thetas:
-        set_weak_theta(full, theta)
+        full.set_weak_theta(theta)
         averagers = {t: {s: metrics.ConceptAverager(("iou",)) for s in eval_set.splits}
                      for t in thresholds}
         predictor = compiled(full, embeddings.dim)  # a new trace sees the new theta

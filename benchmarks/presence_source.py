@@ -1,4 +1,4 @@
-"""Which network's pooled embedding tells present from absent concepts (README departure 13).
+"""Which network's pooled embedding tells present from absent concepts (departure 13 in docs/method.md).
 
 The presence score is a calibrated sigmoid of the cosine between a concept's word vector
 and an image embedding. This script measures, on the VALIDATION split by default, how well
@@ -22,7 +22,7 @@ from scipy import stats
 
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.evaluation.eval_set import load_eval_set
-from conceptmask_tf.training import artifacts
+from conceptmask_tf.models import stage_files
 
 SPLITS = ("strong", "weak_box", "weak_image")
 
@@ -45,8 +45,8 @@ def main() -> None:
     eval_set = load_eval_set(args.data_root, embeddings, splits=SPLITS,
                              which="val" if args.split == "val" else "eval")
     models = os.path.join(args.work_dir, "models")
-    stage1 = artifacts.load_stage_model(os.path.join(models, "embedding"), "embedding")
-    stage2 = artifacts.load_stage_model(os.path.join(models, "refinement"), "refinement")
+    stage1 = stage_files.load_stage_model(os.path.join(models, "embedding"), "embedding")
+    stage2 = stage_files.load_stage_model(os.path.join(models, "refinement"), "refinement")
     networks = {"stage1": lambda x: stage1(x, training=False),
                 "stage2_finetuned": lambda x: stage2.embedding(x, training=False)["embedding"]}
     scores = {name: ([], []) for name in networks}

@@ -27,10 +27,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from conceptmask_tf.concepts.concept_sets import load_training_concepts
 from conceptmask_tf.evaluation.eval_set import load_eval_set
-from conceptmask_tf.models import ConceptAttention, to_fully_convolutional
-from conceptmask_tf.training import artifacts
-from conceptmask_tf.training.concept_sets import load_training_concepts
+from conceptmask_tf.models import ConceptAttention, stage_files, to_fully_convolutional
 
 
 def _cells(mask: np.ndarray, side: int) -> np.ndarray:
@@ -73,9 +72,9 @@ def main() -> None:
     embeddings = training.embeddings
     eval_set = load_eval_set(args.data_root, embeddings, max_images=args.max_images,
                              which=args.split)
-    models = {"refinement": artifacts.load_stage_model(
+    models = {"refinement": stage_files.load_stage_model(
                   os.path.join(models_dir, "refinement"), "refinement"),
-              "stage1": to_fully_convolutional(artifacts.load_stage_model(
+              "stage1": to_fully_convolutional(stage_files.load_stage_model(
                   os.path.join(models_dir, "embedding"), "embedding")),
               "cosine": ConceptAttention("cosine")}
     split_of = {c: s for s, names in training.splits.items() for c in names}

@@ -36,11 +36,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--finetune_from", default="conv4")
     args = parser.parse_args(argv)
 
+    from conceptmask_tf.concepts.concept_sets import load_training_concepts
     from conceptmask_tf.data.pipelines import refinement_dataset
     from conceptmask_tf.data.skips import SkipCounter
     from conceptmask_tf.models import freeze_backbone_before
     from conceptmask_tf.training import refinement, runner
-    from conceptmask_tf.training.concept_sets import load_training_concepts
     from conceptmask_tf.training.config import RefinementConfig
 
     config = preset_config(RefinementConfig, args.flagfile, [

@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="the single_att ablation's trainer (one attention scale)")
     args = parser.parse_args(argv)
 
+    from conceptmask_tf.concepts.concept_sets import load_training_concepts
     from conceptmask_tf.data.pipelines import segmentation_dataset
     from conceptmask_tf.data.skips import SkipCounter
     from conceptmask_tf.training import runner, segmentation
-    from conceptmask_tf.training.concept_sets import load_training_concepts
     from conceptmask_tf.training.config import SegmentationConfig
 
     config = preset_config(SegmentationConfig, args.flagfile, [

@@ -1,7 +1,8 @@
 """Lever experiment: the weak concepts' own map alpha_q taken from stage 1, not stage 2.
 
-Runs `conceptmask-evaluate` (same flags; theta calibrated as usual) with the full model
-composed as `ConceptMask(..., weak_attention="original")` (README departure 21) whatever
+Runs `conceptmask-evaluate` (same flags; the full model is assembled and theta calibrated
+here, never loaded from a saved <work_dir>/concept_mask) with the full model
+composed as `ConceptMask(..., weak_attention="original")` (departure 21 in docs/method.md) whatever
 the segmentation config says; the no_neg and single_att models keep the config's rule, so
 only the full model's rows compare. For choosing, so run it with --split=val:
 
@@ -13,27 +14,30 @@ preset; "The `world_quality` budget": +0.042 and +0.044 on the two worlds, adopt
 as `--weak_attention=original`.)
 """
 import dataclasses
+import os
 import sys
+import tempfile
 
 from absl import app
 
+from conceptmask_tf.assembly import stage_networks
 from conceptmask_tf.bin import evaluate
-from conceptmask_tf.evaluation import variants as variants_lib
 
-_CONCEPT_MASK = variants_lib.ModelVariants.concept_mask
+_CONCEPT_MASK = stage_networks.StageNetworks.concept_mask
 
 
 def _full_model_from_stage1(self, refinement="refinement", segmentation="segmentation",
-                            supervised_vectors=None):
+                            supervised_vectors=None, weak_theta=0.5):
     """The full model (the one with the weak-concept rule) with alpha_q from stage 1."""
     if (refinement, segmentation) == ("refinement", "segmentation") \
             and supervised_vectors is not None:
         self = dataclasses.replace(self, weak_attention="original")
-    return _CONCEPT_MASK(self, refinement, segmentation, supervised_vectors)
+    return _CONCEPT_MASK(self, refinement, segmentation, supervised_vectors, weak_theta)
 
 
-variants_lib.ModelVariants.concept_mask = _full_model_from_stage1
+stage_networks.StageNetworks.concept_mask = _full_model_from_stage1
 
 if __name__ == "__main__":
     evaluate.define_flags()
-    app.run(evaluate.main, argv=sys.argv)
+    with tempfile.TemporaryDirectory() as empty:  # no saved model there: assemble
+        app.run(evaluate.main, argv=[*sys.argv, f"--concept_mask={os.path.join(empty, 'none')}"])

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from conceptmask_tf.assembly.stage_networks import load_stage_networks, supervised_concepts
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.evaluation.attention_evaluation import evaluate_attention
 from conceptmask_tf.evaluation.eval_set import load_eval_set
@@ -41,10 +42,8 @@ from conceptmask_tf.evaluation.predictors import (
     compiled,
 )
 from conceptmask_tf.evaluation.segmentation_evaluation import evaluate_segmentation
-from conceptmask_tf.evaluation.variants import load_variants, supervised_concepts
 from conceptmask_tf.models import NormalizeAttention
 from conceptmask_tf.models._tensors import resize_concept_maps
-from conceptmask_tf.training.calibration import set_weak_theta
 
 
 class WithBlend:
@@ -90,7 +89,7 @@ def main() -> None:
     eval_set = dataclasses.replace(eval_set, images=[  # present pairs only
         dataclasses.replace(i, pairs=tuple(p for p in i.pairs if p.present))
         for i in eval_set.images if any(p.present for p in i.pairs)])
-    variants = load_variants(os.path.join(args.work_dir, "models"))
+    variants = load_stage_networks(os.path.join(args.work_dir, "models"))
     supervised, _ = supervised_concepts(variants, args.data_root, embeddings)
     supervised_vectors = embeddings.vectors_for(supervised)
     model = variants.concept_mask("refinement", "segmentation", supervised_vectors)
@@ -98,11 +97,11 @@ def main() -> None:
     maps = AttentionMaps(variants.fully_convolutional_embedding(),
                          variants.networks["refinement"], None, variants.image_size)
 
-    set_weak_theta(model, args.theta)
+    model.set_weak_theta(args.theta)
     attention = evaluate_attention(compiled(WithBlend(maps, model), dim), eval_set,
                                    (*maps.variants, "blended"), progress=False)
     iou = {"blended": evaluate_segmentation(compiled(model, dim), eval_set, progress=False)}
-    set_weak_theta(model, 1.0)
+    model.set_weak_theta(1.0)
     iou["own_map"] = evaluate_segmentation(compiled(model, dim), eval_set, progress=False)
     iou["own_attention"] = evaluate_segmentation(compiled(OwnAttentionMask(maps), dim),
                                                  eval_set, progress=False)

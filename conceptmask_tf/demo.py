@@ -68,7 +68,7 @@ def run_demo(work_dir: str, world: WorldConfig, dim: int = 32, overwrite: bool =
         dim: Word-vector dimension.
         overwrite: Regenerate every step even if its output exists.
         progress: Progress bars on stderr.
-        pipeline_options: Other `PipelineConfig` fields (e.g. max_eval_images, stage_flags).
+        pipeline_options: Other `PipelineConfig` fields (e.g. max_eval_images, stage_overrides).
         announce: Called with a line before each step.
 
     Returns:

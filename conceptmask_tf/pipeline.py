@@ -1,5 +1,5 @@
 """The whole method on one data root: concepts -> 3 stages (+ ablations, saliency baseline)
--> evaluation on the test split -> export.
+-> the assembled, calibrated ConceptMask -> evaluation on the test split -> export.
 
 `conceptmask-pipeline` (and `conceptmask-demo`, after generating the concept world) call
 `run_pipeline`. The work dir follows DESIGN.md §4:
@@ -11,17 +11,18 @@
     <work_dir>/models/segmentation/         stage 3
     <work_dir>/models/segmentation_single_att/  stage 3 with one attention scale (ablation)
     <work_dir>/models/saliency/             the saliency baseline (concept-blind foreground)
+    <work_dir>/concept_mask/                the full model, calibrated on val: config.json,
+                                            model.weights.h5, assets/ (assembly.segmenter)
     <work_dir>/report/                      report.json, report.md, pictures/
     <work_dir>/export/conceptmask/<version>/  SavedModel (TF Serving layout), models.config
     <work_dir>/export/conceptmask.tflite    float32, and conceptmask_dynamic_range.tflite
     <work_dir>/export/conceptmask.onnx      opset 17
     <work_dir>/pipeline.json                steps done and their wall times
 
-Each stage's settings come from a preset flagfile (`flags/<preset>_stage{1,2,3}.cfg`,
-`flags/<preset>_saliency.cfg` for the baseline),
-parsed exactly as the stage binaries parse it, plus per-stage extra flags. A step whose
-output exists is skipped, so a rerun resumes (an interrupted stage resumes from its own
-step-level backup).
+Each stage's settings come from a typed preset (`presets.PRESETS`: world, world_quality,
+paper), plus the step's own settings (no_neg, single_att) and per-stage overrides. A step
+whose output exists is skipped, so a rerun resumes (an interrupted stage resumes from its
+own step-level backup).
 """
 
 from __future__ import annotations
@@ -31,37 +32,32 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from conceptmask_tf import presets as presets_lib
 from conceptmask_tf.data.layout import DataRoot
 
-PRESETS = ("world", "world_quality", "paper")
+PRESETS = tuple(presets_lib.PRESETS)
 CONCEPTS_DIR = "concepts"
 MODELS_DIR = "models"
+SEGMENTER_DIR = "concept_mask"
 REPORT_DIR = "report"
 EXPORT_DIR = "export"
 EXPORT_NAME = "conceptmask"
 STATE_FILE = "pipeline.json"
-# (step, stage, extra flags) of the training steps, in order.
-TRAINING_STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("embedding", "embedding", ()),
-    ("refinement", "refinement", ()),
-    ("refinement_no_neg", "refinement", ("--no_neg",)),
-    ("segmentation", "segmentation", ()),
-    ("segmentation_single_att", "segmentation", ("--single_att",)),
-    ("saliency", "saliency", ()),
+# (step, stage, the step's own settings) of the training steps, in order.
+TRAINING_STEPS: tuple[tuple[str, str, Mapping[str, Any]], ...] = (
+    ("embedding", "embedding", {}),
+    ("refinement", "refinement", {}),
+    ("refinement_no_neg", "refinement", {"no_neg": True}),
+    ("segmentation", "segmentation", {}),
+    ("segmentation_single_att", "segmentation", {"single_att": True}),
+    ("saliency", "saliency", {}),
 )
 ABLATION_STEPS = ("refinement_no_neg", "segmentation_single_att")
 BASELINE_STEPS = ("saliency",)
-_FLAGFILE_NAME = {"embedding": "stage1", "refinement": "stage2", "segmentation": "stage3",
-                  "saliency": "saliency"}
 _CONCEPTS_STAMP = "pipeline_stamp.json"
-
-
-def default_flags_dir() -> str:
-    """The repository's flags/ folder (next to the package in a source checkout)."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flags")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,20 +67,21 @@ class PipelineConfig:
     Attributes:
         data_root: The data root (DESIGN.md §3).
         work_dir: Output folder (layout in the module docstring).
-        preset: Flagfile preset: "world" (concept world, the 15-minute CPU demo),
-            "world_quality" (concept world, longer schedules: about 60 minutes
+        preset: A name of `presets.PRESETS`: "world" (concept world, the 15-minute CPU
+            demo), "world_quality" (concept world, longer schedules: about 60 minutes
             on 2 CPU cores) or "paper" (the paper's setup: ResNet-50, 300/700 px).
-        dim: Word-vector dimension D (None: 32 for the world presets, 512 for "paper").
+        dim: Word-vector dimension D (None: the preset's, 32 for the world presets, 512
+            for "paper").
         ablations: Also train the no_neg and single_att variants (paper Table 3).
         baselines: Also train the saliency baseline (paper Table 2, §5.4).
         evaluate: Run the evaluation at the end.
-        export: Export the full model at the very end (SavedModel, with the
-            evaluation's calibration when there is one) and convert it to TFLite and ONNX.
+        export: Export the assembled model at the very end (SavedModel) and convert it
+            to TFLite and ONNX.
         max_eval_images: Evaluate at most this many images per split (None: all).
         calibration_images: Validation images per split for presence / theta calibration.
-        stage_flags: Extra flags per stage name ("embedding", "refinement",
-            "segmentation"), appended after the preset (so they override it).
-        flags_dir: Folder of the preset flagfiles.
+        stage_overrides: Settings per stage name ("embedding", "refinement",
+            "segmentation", "saliency"): field -> value of its config dataclass, applied
+            over the preset (e.g. {"refinement": {"epochs": 3}}).
         overwrite: Redo every step even if its output exists.
         progress: Progress bars.
     """
@@ -99,24 +96,24 @@ class PipelineConfig:
     export: bool = True
     max_eval_images: int | None = None
     calibration_images: int = 40
-    stage_flags: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
-    flags_dir: str = dataclasses.field(default_factory=default_flags_dir)
+    stage_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     overwrite: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
-        unknown = set(self.stage_flags) - set(_FLAGFILE_NAME)
+        presets_lib.get_preset(self.preset)  # raises on an unknown name
+        unknown = set(self.stage_overrides) - set(presets_lib.STAGES)
         if unknown:
-            raise ValueError(f"stage_flags for unknown stages {sorted(unknown)}; expected "
-                             f"{sorted(_FLAGFILE_NAME)}")
+            raise ValueError(f"stage_overrides for unknown stages {sorted(unknown)}; expected "
+                             f"{sorted(presets_lib.STAGES)}")
+
+    @property
+    def preset_settings(self) -> presets_lib.Preset:
+        return presets_lib.get_preset(self.preset)
 
     @property
     def word_dim(self) -> int:
-        if self.dim is not None:
-            return self.dim
-        return 512 if self.preset == "paper" else 32
+        return self.dim if self.dim is not None else self.preset_settings.word_dim
 
     @property
     def concepts_dir(self) -> str:
@@ -125,6 +122,10 @@ class PipelineConfig:
     @property
     def models_dir(self) -> str:
         return os.path.join(self.work_dir, MODELS_DIR)
+
+    @property
+    def segmenter_dir(self) -> str:
+        return os.path.join(self.work_dir, SEGMENTER_DIR)
 
     @property
     def report_dir(self) -> str:
@@ -136,9 +137,6 @@ class PipelineConfig:
 
     def model_dir(self, step: str) -> str:
         return os.path.join(self.models_dir, step)
-
-    def flagfile(self, stage: str) -> str:
-        return os.path.join(self.flags_dir, f"{self.preset}_{_FLAGFILE_NAME[stage]}.cfg")
 
     def plans(self, step: str) -> bool:
         """Whether `step` (a training step) is part of this run."""
@@ -163,7 +161,8 @@ class PipelineResult:
             lines.append(f"  {step:<26} {status}{took}")
         lines += ["", "wrote:",
                   f"  concept vectors    {self.config.concepts_dir}",
-                  f"  models             {self.config.models_dir}"]
+                  f"  models             {self.config.models_dir}",
+                  f"  full model         {self.config.segmenter_dir}"]
         if self.report is not None:
             lines += [f"  report             {os.path.join(self.config.report_dir, 'report.md')}",
                       f"                     {os.path.join(self.config.report_dir, 'report.json')}",
@@ -178,35 +177,25 @@ class PipelineResult:
 
 
 def stage_config(config: PipelineConfig, step: str) -> Any:
-    """The training config of one step: preset flagfile + the step's flags + extra flags.
+    """The training config of one step: the preset's stage config with the run's paths,
+    the step's own settings and the stage's overrides (in that order).
 
     Raises:
-        FileNotFoundError: The preset flagfile does not exist.
-        ValueError: A bad flag value.
+        ValueError: An unknown setting or a bad value.
     """
-    from absl import flags
-
-    from conceptmask_tf.training.cli import config_from_flags, define_flags
-    from conceptmask_tf.training.config import CONFIG_CLASSES
-
-    stage, step_flags = next((s, f) for name, s, f in TRAINING_STEPS if name == step)
-    flagfile = config.flagfile(stage)
-    if not os.path.exists(flagfile):
-        raise FileNotFoundError(f"preset flagfile {flagfile} does not exist (pass flags_dir "
-                                "/ --flags_dir pointing at the repository's flags/ folder)")
-    args = [f"--flagfile={flagfile}", f"--data_root={config.data_root}",
-            f"--concepts_dir={config.concepts_dir}", f"--model_dir={config.model_dir(step)}"]
+    stage, own = next((s, o) for name, s, o in TRAINING_STEPS if name == step)
+    inputs = {}
     if stage == "refinement":
-        args.append(f"--embedding_model_dir={config.model_dir('embedding')}")
+        inputs["embedding_model_dir"] = config.model_dir("embedding")
     if stage == "segmentation":
-        args.append(f"--refinement_model_dir={config.model_dir('refinement')}")
-    fv = flags.FlagValues()
-    define_flags(CONFIG_CLASSES[stage], fv)
+        inputs["refinement_model_dir"] = config.model_dir("refinement")
     try:
-        fv(["pipeline", *args, *step_flags, *config.stage_flags.get(stage, ())])
-    except flags.Error as e:
+        return config.preset_settings.stage_config(
+            stage, data_root=config.data_root, concepts_dir=config.concepts_dir,
+            model_dir=config.model_dir(step),
+            overrides={**own, **config.stage_overrides.get(stage, {})}, **inputs)
+    except (TypeError, ValueError) as e:
         raise ValueError(f"{step}: {e}") from e
-    return config_from_flags(CONFIG_CLASSES[stage], fv)
 
 
 def announce_line(line: str) -> None:
@@ -230,7 +219,7 @@ def run_pipeline(config: PipelineConfig,
         DataError: Malformed input.
         ValueError: Bad settings.
     """
-    from conceptmask_tf.training import artifacts
+    from conceptmask_tf.models import stage_files
 
     root = DataRoot(config.data_root)
     root.require(root.tags, "the concept vectors (conceptmask-concepts)")
@@ -238,7 +227,7 @@ def run_pipeline(config: PipelineConfig,
     state = _load_state(config.work_dir)
     steps: dict[str, str] = {}
     seconds: dict[str, float] = dict(state.get("seconds", {}))
-    planned = ["concepts", *[s for s, _, _ in TRAINING_STEPS if config.plans(s)]]
+    planned = ["concepts", *[s for s, _, _ in TRAINING_STEPS if config.plans(s)], "assemble"]
     if config.evaluate:
         planned.append("evaluate")
     if config.export:
@@ -262,12 +251,20 @@ def run_pipeline(config: PipelineConfig,
         if step not in planned:
             continue
         model_dir = config.model_dir(step)
-        if not config.overwrite and os.path.exists(artifacts.model_path(model_dir, stage)):
+        if not config.overwrite and os.path.exists(stage_files.model_path(model_dir, stage)):
             steps[step] = "reused"
             continue
         stage_cfg = stage_config(config, step)
         timed(step, lambda stage=stage, stage_cfg=stage_cfg: _train(stage, stage_cfg),
               status="trained")
+    from conceptmask_tf.assembly.segmenter import is_saved_segmenter
+
+    # New networks or word vectors mean a new model and calibration: assemble again then.
+    if (config.overwrite or "trained" in steps.values() or steps["concepts"] != "reused"
+            or not is_saved_segmenter(config.segmenter_dir)):
+        timed("assemble", lambda: _assemble(config))
+    else:
+        steps["assemble"] = "reused"
     report = None
     if config.evaluate:
         report = timed("evaluate", lambda: _evaluate(config))
@@ -278,8 +275,8 @@ def run_pipeline(config: PipelineConfig,
         write_report(report, config.report_dir,
                      [Picture(**entry) for entry in report.get("pictures", ())])
     if config.export:
-        # A new evaluation means a new calibration: export again then.
-        if config.overwrite or "evaluate" in steps or not _exported(config):
+        # A new assembled model: export again then.
+        if config.overwrite or steps["assemble"] != "reused" or not _exported(config):
             timed("export", lambda: _export(config))
         else:
             steps["export"] = "reused"
@@ -305,13 +302,22 @@ def _train(stage: str, stage_cfg: Any) -> None:
     train(stage_cfg)
 
 
+def _assemble(config: PipelineConfig) -> None:
+    from conceptmask_tf.assembly.segmenter import ConceptMaskSegmenter
+
+    segmenter = ConceptMaskSegmenter.assemble(config.models_dir, config.concepts_dir,
+                                              config.data_root,
+                                              calibration_images=config.calibration_images)
+    segmenter.save_to_preset(config.segmenter_dir)
+
+
 def _evaluate(config: PipelineConfig) -> dict[str, Any]:
     from conceptmask_tf.evaluation import evaluator
 
     return evaluator.evaluate(config.models_dir, config.data_root, config.report_dir,
                               concepts_dir=config.concepts_dir,
                               max_images=config.max_eval_images,
-                              calibration_images=config.calibration_images)
+                              segmenter_dir=config.segmenter_dir)
 
 
 def export_paths(config: PipelineConfig) -> dict[str, str | None]:
@@ -334,7 +340,7 @@ def _exported(config: PipelineConfig) -> bool:
 
 
 def _export(config: PipelineConfig) -> dict[str, Any]:
-    from conceptmask_tf.serving.exporter import export_models_dir
+    from conceptmask_tf.serving.exporter import export_segmenter
 
     # TensorFlow logs every SavedModel write at INFO (fingerprints, renamed inputs): keep
     # the pipeline's output to its own progress lines.
@@ -342,10 +348,8 @@ def _export(config: PipelineConfig) -> dict[str, Any]:
     level = tf_logger.level
     tf_logger.setLevel(max(level, logging.WARNING))
     try:
-        return export_models_dir(config.models_dir, config.export_dir,
-                                 concepts_dir=config.concepts_dir, data_root=config.data_root,
-                                 name=EXPORT_NAME, tflite=True, onnx=True,
-                                 progress=config.progress)
+        return export_segmenter(config.segmenter_dir, config.export_dir, name=EXPORT_NAME,
+                                tflite=True, onnx=True, progress=config.progress)
     finally:
         tf_logger.setLevel(level)
 
@@ -367,7 +371,9 @@ def _concepts_match(config: PipelineConfig) -> bool:
 
 def _config_record(config: PipelineConfig) -> dict[str, Any]:
     record = dataclasses.asdict(config)
-    record["stage_flags"] = {k: list(v) for k, v in config.stage_flags.items()}
+    record["stage_overrides"] = {k: {f: list(v) if isinstance(v, tuple) else v
+                                     for f, v in o.items()}
+                                 for k, o in config.stage_overrides.items()}
     return record
 
 

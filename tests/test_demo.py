@@ -15,18 +15,16 @@ from conceptmask_tf.data.world import WorldConfig
 TINY = WorldConfig(seed=5, num_images=60, image_size=64, num_eval_images=12,
                    min_eval_positives=2)
 # The world presets at toy sizes: one epoch each on 60 images of 64 px.
+_TINY = {"epochs": 1, "image_size": 64, "summary_images": 0}
+_TINY_MASKS = {"encoder_widths": (8, 8, 8, 8), "decoder_widths": (8, 8, 8), "batch_size": 4}
 TINY_STAGES = {
-    "embedding": ["--epochs=1", "--batch_size=8", "--image_size=64", "--hidden_dims=16,16",
-                  "--summary_images=0"],
-    "refinement": ["--epochs=1", "--batch_size=4", "--image_size=64", "--hidden_dim=8",
-                   "--matching_top_n=4", "--summary_images=0"],
-    "segmentation": ["--epochs=1", "--batch_size=4", "--image_size=64",
-                     "--encoder_widths=8,8,8,8", "--decoder_widths=8,8,8",
-                     "--summary_images=0"],
-    "saliency": ["--epochs=1", "--batch_size=4", "--image_size=64",
-                 "--encoder_widths=8,8,8,8", "--decoder_widths=8,8,8", "--summary_images=0"],
+    "embedding": {**_TINY, "batch_size": 8, "hidden_dims": (16, 16)},
+    "refinement": {**_TINY, "batch_size": 4, "hidden_dim": 8, "matching_top_n": 4},
+    "segmentation": {**_TINY, **_TINY_MASKS},
+    "saliency": {**_TINY, **_TINY_MASKS},
 }
-TINY_PIPELINE = {"stage_flags": TINY_STAGES, "max_eval_images": 4, "calibration_images": 4}
+TINY_PIPELINE = {"stage_overrides": TINY_STAGES, "max_eval_images": 4,
+                 "calibration_images": 4}
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +42,8 @@ def test_demo_trains_every_stage_and_writes_a_valid_report(first_run):
     assert first_run.pipeline.steps == {
         "concepts": "done", "embedding": "trained", "refinement": "trained",
         "refinement_no_neg": "trained", "segmentation": "trained",
-        "segmentation_single_att": "trained", "saliency": "trained", "evaluate": "done",
-        "export": "done"}
+        "segmentation_single_att": "trained", "saliency": "trained", "assemble": "done",
+        "evaluate": "done", "export": "done"}
     with open(os.path.join(config.report_dir, "report.json")) as f:
         report = json.load(f)
     validate_report(report)
@@ -76,9 +74,63 @@ def test_demo_exports_a_servable_calibrated_model(first_run):
     assert out["masks"].shape == (2, 40, 56) and out["presence"].shape == (2,)
     with open(os.path.join(paths["saved_model"], "assets.extra", "conceptmask.json")) as f:
         exported = json.load(f)["calibration"]
-    if "threshold" in calibration:  # the evaluation calibrated: the export carries it
-        assert exported["threshold"] == pytest.approx(calibration["threshold"], abs=1e-6)
-        assert exported["theta"] == pytest.approx(calibration["theta"])
+    assert "threshold" in calibration  # the assembly calibrated on val: the export carries it
+    assert exported["threshold"] == pytest.approx(calibration["threshold"], abs=1e-6)
+    assert exported["theta"] == pytest.approx(calibration["theta"])
+
+
+@pytest.mark.slow
+def test_assembly_leaves_evaluation_and_export_as_the_previous_composition(first_run,
+                                                                           tmp_path):
+    """The saved ConceptMask gives the figures and served outputs of the previous route:
+    the full model composed from the stage networks and calibrated inside evaluation."""
+    import tensorflow as tf
+
+    from conceptmask_tf.evaluation.evaluator import evaluate
+    from conceptmask_tf.models import ConceptMask
+    from conceptmask_tf.models.stage_files import load_stage_model
+    from conceptmask_tf.pipeline import export_paths
+
+    config = first_run.pipeline.config
+    with open(os.path.join(config.report_dir, "report.json")) as f:
+        saved_route = json.load(f)
+    composed_route = evaluate(config.models_dir, config.data_root, str(tmp_path / "report"),
+                              max_images=4, calibration_images=4, pictures_per_group=0,
+                              progress=False, segmenter_dir=str(tmp_path / "none"))
+    assert composed_route["config"]["segmenter_dir"] is None  # assembled inside evaluation
+    composed = json.loads(json.dumps(composed_route["calibration"]))
+    for key in ("threshold", "scale", "theta", "theta_iou"):
+        assert composed[key] == pytest.approx(saved_route["calibration"][key]), key
+    for split, figures in saved_route["calibration"]["split_iou"].items():
+        assert composed["split_iou"][split] == pytest.approx(figures), split
+    assert composed_route["presence"] == pytest.approx(saved_route["presence"], abs=1e-6)
+    for section in ("segmentation", "attention"):
+        for name, by_split in saved_route[section].items():
+            for split, figures in by_split.items():
+                got = composed_route[section][name][split]
+                assert got == pytest.approx(figures, abs=1e-6), (section, name, split)
+
+    embeddings = ConceptEmbeddings.load(config.concepts_dir)
+    with open(os.path.join(config.segmenter_dir, "assets", "supervised_concepts.txt")) as f:
+        supervised = f.read().split("\n")[:-1]
+    models = config.models_dir
+    calibration = saved_route["calibration"]
+    by_hand = ConceptMask(
+        load_stage_model(os.path.join(models, "refinement"), "refinement"),
+        load_stage_model(os.path.join(models, "segmentation"), "segmentation"), 64,
+        (1.0, 2.0), embeddings.vectors_for(supervised), weak_theta=calibration["theta"],
+        presence_threshold=calibration["threshold"], presence_scale=calibration["scale"],
+        presence_embedding=load_stage_model(os.path.join(models, "embedding"), "embedding"))
+    image = np.random.default_rng(1).integers(0, 255, (48, 40, 3), dtype=np.uint8)
+    vectors = embeddings.vectors_for(["sky", "dog", supervised[0]])
+    served = tf.saved_model.load(export_paths(config)["saved_model"]).signatures[
+        "serving_default"](image=tf.constant(image), word_vectors=tf.constant(vectors))
+    expected = by_hand({"image": image[None].astype(np.float32),
+                        "word_vectors": vectors[None]}, training=False)
+    np.testing.assert_allclose(served["mask_probs"].numpy(),
+                               np.asarray(expected["mask_probs"])[0], atol=1e-5)
+    np.testing.assert_allclose(served["presence"].numpy(),
+                               np.asarray(expected["presence"])[0], atol=1e-5)
 
 
 @pytest.mark.slow

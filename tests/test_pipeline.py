@@ -12,8 +12,8 @@ from conceptmask_tf import pipeline
 from conceptmask_tf.bin import demo as demo_bin
 from conceptmask_tf.bin import pipeline as pipeline_bin
 from conceptmask_tf.bin.pipeline import parse_stage_flags
+from conceptmask_tf.models import stage_files
 from conceptmask_tf.pipeline import PipelineConfig, run_pipeline, stage_config
-from conceptmask_tf.training import artifacts
 
 
 def _data_root(tmp_path) -> str:
@@ -36,30 +36,37 @@ def _fake_steps(monkeypatch) -> list[str]:
     def train(stage, stage_cfg):
         calls.append(os.path.basename(stage_cfg.model_dir))
         os.makedirs(stage_cfg.model_dir, exist_ok=True)
-        open(artifacts.model_path(stage_cfg.model_dir, stage), "w").close()
+        open(stage_files.model_path(stage_cfg.model_dir, stage), "w").close()
+
+    def assemble(config):
+        calls.append("assemble")
+        os.makedirs(config.segmenter_dir, exist_ok=True)
+        for name in ("config.json", "model.weights.h5"):
+            open(os.path.join(config.segmenter_dir, name), "w").close()
 
     monkeypatch.setattr(pipeline, "_build_concepts", build)
     monkeypatch.setattr(pipeline, "_train", train)
+    monkeypatch.setattr(pipeline, "_assemble", assemble)
     return calls
 
 
-def test_stage_configs_come_from_the_preset_with_variant_flags(tmp_path):
+def test_stage_configs_come_from_the_preset_with_variant_settings(tmp_path):
     config = PipelineConfig(data_root="/d", work_dir=str(tmp_path),
-                            stage_flags={"refinement": ["--epochs=1"]})
+                            stage_overrides={"refinement": {"epochs": 1}})
     embedding = stage_config(config, "embedding")
     assert embedding.model_dir == os.path.join(str(tmp_path), "models", "embedding")
     assert embedding.concepts_dir == os.path.join(str(tmp_path), "concepts")
-    assert embedding.backbone == "local_convnet"  # from flags/world_stage1.cfg
+    assert embedding.backbone == "local_convnet"  # presets.WORLD
     full = stage_config(config, "refinement")
     no_neg = stage_config(config, "refinement_no_neg")
     assert (full.no_neg, no_neg.no_neg) == (False, True)
-    assert full.epochs == no_neg.epochs == 1  # the extra flag overrides the preset
+    assert full.epochs == no_neg.epochs == 1  # the override beats the preset
     assert full.embedding_model_dir == config.model_dir("embedding")
     single = stage_config(config, "segmentation_single_att")
     assert single.single_att and not stage_config(config, "segmentation").single_att
     assert single.refinement_model_dir == config.model_dir("refinement")
     assert single.model_dir == config.model_dir("segmentation_single_att")
-    saliency = stage_config(config, "saliency")  # flags/world_saliency.cfg
+    saliency = stage_config(config, "saliency")
     assert saliency.model_dir == config.model_dir("saliency")
     assert saliency.encoder_widths == stage_config(config, "segmentation").encoder_widths
 
@@ -109,8 +116,8 @@ def test_runs_every_step_in_order_then_reuses_them(tmp_path, monkeypatch):
     lines: list[str] = []
     first = run_pipeline(config, announce=lines.append)
     assert calls == ["concepts", "embedding", "refinement", "refinement_no_neg",
-                     "segmentation", "segmentation_single_att", "saliency"]
-    assert lines[0] == "[1/7] concepts ..." and lines[-1] == "[7/7] saliency ..."
+                     "segmentation", "segmentation_single_att", "saliency", "assemble"]
+    assert lines[0] == "[1/8] concepts ..." and lines[-1] == "[8/8] assemble ..."
     assert set(first.steps.values()) == {"done", "trained"}
     with open(tmp_path / "w" / pipeline.STATE_FILE) as f:
         state = json.load(f)
@@ -128,16 +135,17 @@ def test_a_missing_stage_is_retrained_alone_and_ablations_can_be_skipped(tmp_pat
                             evaluate=False, export=False, ablations=False,
                             progress=False)
     run_pipeline(config, announce=lambda _: None)
-    assert calls == ["concepts", "embedding", "refinement", "segmentation", "saliency"]
+    assert calls == ["concepts", "embedding", "refinement", "segmentation", "saliency",
+                     "assemble"]
     calls.clear()
     no_baseline = PipelineConfig(data_root=config.data_root, work_dir=str(tmp_path / "w2"),
                                  evaluate=False, export=False, baselines=False, progress=False)
     run_pipeline(no_baseline, announce=lambda _: None)
     assert "saliency" not in calls and "segmentation_single_att" in calls
     calls.clear()
-    os.remove(artifacts.model_path(config.model_dir("refinement"), "refinement"))
+    os.remove(stage_files.model_path(config.model_dir("refinement"), "refinement"))
     run_pipeline(config, announce=lambda _: None)
-    assert calls == ["refinement"]
+    assert calls == ["refinement", "assemble"]  # a new network: assembled again
 
 
 def test_changed_tags_rebuild_the_concept_vectors(tmp_path, monkeypatch):
@@ -150,36 +158,41 @@ def test_changed_tags_rebuild_the_concept_vectors(tmp_path, monkeypatch):
         f.write('{"image": "images/b.jpg", "tags": ["dog"]}\n')
     calls.clear()
     run_pipeline(config, announce=lambda _: None)
-    assert calls == ["concepts"]
+    assert calls == ["concepts", "assemble"]
 
 
 def test_bad_settings_and_inputs_are_refused(tmp_path):
     with pytest.raises(ValueError, match="preset must be one of"):
         PipelineConfig(data_root="/d", work_dir="/w", preset="tiny")
     with pytest.raises(ValueError, match="unknown stages"):
-        PipelineConfig(data_root="/d", work_dir="/w", stage_flags={"stage4": ["--x=1"]})
+        PipelineConfig(data_root="/d", work_dir="/w", stage_overrides={"stage4": {"x": 1}})
     with pytest.raises(FileNotFoundError, match="tags.jsonl"):
         run_pipeline(PipelineConfig(data_root=str(tmp_path), work_dir=str(tmp_path / "w")),
                      announce=lambda _: None)
-    config = PipelineConfig(data_root="/d", work_dir="/w", flags_dir=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="world_stage1.cfg"):
+    config = PipelineConfig(data_root="/d", work_dir="/w",
+                            stage_overrides={"embedding": {"epochs": 0}})
+    with pytest.raises(ValueError, match="embedding: .*epochs must be >= 1, got 0"):
         stage_config(config, "embedding")
     config = PipelineConfig(data_root="/d", work_dir="/w",
-                            stage_flags={"embedding": ["--epochs=zero"]})
-    with pytest.raises(ValueError, match="epochs"):
+                            stage_overrides={"embedding": {"epoch": 3}})
+    with pytest.raises(ValueError, match="embedding: .*unknown setting epoch"):
         stage_config(config, "embedding")
 
 
-def test_stage_flags_parse_and_refuse_malformed_items():
+def test_stage_flags_parse_into_typed_settings_and_refuse_malformed_items():
     assert parse_stage_flags(["refinement:--epochs=3", "refinement:--no_neg",
-                              "embedding:--batch_size=8"]) == {
-        "refinement": ["--epochs=3", "--no_neg"], "embedding": ["--batch_size=8"]}
+                              "embedding:--hidden_dims=8,8"]) == {
+        "refinement": {"epochs": 3, "no_neg": True}, "embedding": {"hidden_dims": (8, 8)}}
     for bad in ("--epochs=3", "refinement:epochs=3"):
         with pytest.raises(ValueError, match="STAGE:--flag=value"):
             parse_stage_flags([bad])
+    with pytest.raises(ValueError, match="unknown stage 'stage4'"):
+        parse_stage_flags(["stage4:--epochs=3"])
+    with pytest.raises(ValueError, match="--stage_flags embedding: .*epochs"):
+        parse_stage_flags(["embedding:--epochs=zero"])
 
 
-def test_export_runs_last_and_again_only_after_a_new_evaluation(tmp_path, monkeypatch):
+def test_export_runs_last_and_again_only_after_a_new_assembly(tmp_path, monkeypatch):
     calls = _fake_steps(monkeypatch)
 
     def evaluate(config):
@@ -201,13 +214,18 @@ def test_export_runs_last_and_again_only_after_a_new_evaluation(tmp_path, monkey
     config = PipelineConfig(data_root=_data_root(tmp_path), work_dir=str(tmp_path / "w"),
                             ablations=False, progress=False)
     result = run_pipeline(config, announce=lambda _: None)
-    assert calls[-2:] == ["evaluate", "export"] and result.steps["export"] == "done"
+    assert calls[-3:] == ["assemble", "evaluate", "export"]
+    assert result.steps["export"] == "done"
     assert os.path.join(config.export_dir, "conceptmask", "1") in result.text()
-    # The report is rewritten on every run with evaluation, so the export follows it.
+    # The report is rewritten on every run with evaluation; the export follows the model.
     calls.clear()
     again = run_pipeline(config, announce=lambda _: None)
-    assert calls == ["evaluate", "export"]
-    assert os.path.join(config.export_dir, "conceptmask", "2") in again.text()  # the newest
+    assert calls == ["evaluate"] and again.steps["export"] == "reused"
+    os.remove(stage_files.model_path(config.model_dir("segmentation"), "segmentation"))
+    calls.clear()
+    retrained = run_pipeline(config, announce=lambda _: None)
+    assert calls == ["segmentation", "assemble", "evaluate", "export"]
+    assert os.path.join(config.export_dir, "conceptmask", "2") in retrained.text()
     no_eval = PipelineConfig(data_root=config.data_root, work_dir=config.work_dir,
                              ablations=False, evaluate=False, progress=False)
     calls.clear()
@@ -223,7 +241,7 @@ def test_pipeline_binary_flags_make_the_config(tmp_path):
         "--stage_flags=refinement:--epochs=3"])
     config = pipeline_bin.config_from_flags(fv)
     assert (config.preset, config.progress, config.export) == ("world_quality", False, False)
-    assert config.stage_flags == {"refinement": ["--epochs=3"]}
+    assert config.stage_overrides == {"refinement": {"epochs": 3}}
     demo = flags.FlagValues()
     demo_bin.define_flags(demo)  # the pipeline's flags next to the world's, one --progress
     demo(["conceptmask-demo", "--noprogress"])

@@ -40,7 +40,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("max_images", None, "Evaluate at most this many images per split "
                          "(default: all).", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("calibration_images", 40, "Validation images per split used to "
-                         "calibrate presence and theta (0: no calibration).", lower_bound=0,
+                         "calibrate presence and theta when the full model is assembled "
+                         "here (0: no calibration).", lower_bound=0,
                          flag_values=fv)
     flags.DEFINE_integer("batch_size", 16, "Images per model call.", lower_bound=1,
                          flag_values=fv)
@@ -49,6 +50,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("image_size", None, "Side the models work at (default: from the "
                          "segmentation model's config.json).", lower_bound=1, flag_values=fv)
     flags.DEFINE_bool("progress", True, "Show progress bars on stderr.", flag_values=fv)
+    flags.DEFINE_string("concept_mask", None, "The saved full model (conceptmask-assemble). "
+                        "Default: <model_dir>/../concept_mask when it exists, else the full "
+                        "model is assembled and calibrated here.", flag_values=fv)
     flags.mark_flags_as_required(["model_dir", "data_root", "out_dir"], flag_values=fv)
 
 
@@ -64,7 +68,8 @@ def main(argv: list[str]) -> int:
             fv.model_dir, fv.data_root, fv.out_dir, concepts_dir=fv.concepts_dir,
             max_images=fv.max_images, calibration_images=fv.calibration_images,
             batch_size=fv.batch_size, pictures_per_group=fv.pictures_per_group,
-            image_size=fv.image_size, progress=fv.progress, split=fv.split)
+            image_size=fv.image_size, progress=fv.progress, split=fv.split,
+            segmenter_dir=fv.concept_mask)
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"{PROGRAM}: {e}", file=sys.stderr)
         return 1

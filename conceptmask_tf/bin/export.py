@@ -2,11 +2,12 @@
 
 Writes into --export_dir (DESIGN.md §4, §6): <name>/<version>/ (SavedModel, TF Serving
 layout, written atomically), models.config (TF Serving), and with --tflite
-<name>.tflite and <name>_dynamic_range.tflite, with --onnx <name>.onnx. The calibration
-of report.json (presence threshold and scale, theta) is applied when it exists.
+<name>.tflite and <name>_dynamic_range.tflite, with --onnx <name>.onnx. The model is the
+saved, calibrated ConceptMask that conceptmask-assemble writes (<work_dir>/concept_mask);
+a models folder is assembled on the fly (calibrated when --data_root has validation files).
 
 Example:
-    conceptmask-export --model_dir=/tmp/work/models --export_dir=/tmp/work/export --tflite
+    conceptmask-export --model_dir=/tmp/work/concept_mask --export_dir=/tmp/work/export --tflite
 """
 
 from __future__ import annotations
@@ -23,18 +24,18 @@ PROGRAM = "conceptmask-export"
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     """Registers the binary's flags; done in `run`, so importing this module defines none."""
-    flags.DEFINE_string("model_dir", None, "The models folder (<work_dir>/models) holding "
-                        "embedding/, refinement/ and segmentation/.", flag_values=fv)
+    flags.DEFINE_string("model_dir", None, "The saved ConceptMask (<work_dir>/concept_mask, "
+                        "conceptmask-assemble), or a models folder (<work_dir>/models) to "
+                        "assemble on the fly.", flag_values=fv)
     flags.DEFINE_string("export_dir", None, "Export folder: <name>/<version>/, "
                         "models.config, and the conversions.", flag_values=fv)
-    flags.DEFINE_string("concepts_dir", None, "Word vectors (concepts.tsv, word_vectors.npy). "
-                        "Default: <model_dir>/../concepts.", flag_values=fv)
-    flags.DEFINE_string("calibration", None, "report.json whose \"calibration\" entry is "
-                        "applied. Default: <model_dir>/../report/report.json if it exists "
-                        "(else a warning and the initial values).", flag_values=fv)
-    flags.DEFINE_string("data_root", None, "Optional data root: its splits.json names the "
-                        "box/mask-supervised concepts when the refinement model's "
-                        "config.json does not.", flag_values=fv)
+    flags.DEFINE_string("concepts_dir", None, "Models folder only: word vectors "
+                        "(concepts.tsv, word_vectors.npy). Default: <model_dir>/../concepts.",
+                        flag_values=fv)
+    flags.DEFINE_string("data_root", None, "Models folder only: the data root whose "
+                        "validation files calibrate the model (none: uncalibrated) and "
+                        "whose splits.json names the supervised concepts when the "
+                        "refinement model's config.json does not.", flag_values=fv)
     flags.DEFINE_string("name", "conceptmask", "Model name (TF Serving MODEL_NAME).",
                         flag_values=fv)
     flags.DEFINE_integer("version", None, "Integer version; default: one more than the "
@@ -60,9 +61,9 @@ def main(argv: list[str]) -> int:
     logging.getLogger("conceptmask_tf").setLevel(logging.INFO)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # SavedModel writer chatter
     try:
-        result = exporter.export_models_dir(
+        result = exporter.export_segmenter(
             fv.model_dir, fv.export_dir, concepts_dir=fv.concepts_dir,
-            calibration=fv.calibration, data_root=fv.data_root, name=fv.name,
+            data_root=fv.data_root, name=fv.name,
             version=fv.version, max_image_side=fv.max_image_side,
             serving_root=fv.serving_root, tflite=fv.tflite, onnx=fv.onnx,
             progress=fv.progress)
@@ -78,8 +79,7 @@ def summary(result: dict) -> str:
     calibration = result["info"]["calibration"]
     if calibration["applied"]:
         applied = (f"threshold {calibration['threshold']:.4g}, scale "
-                   f"{calibration['scale']:.4g}, theta {calibration['theta']:.4g} from "
-                   f"{calibration['source']}")
+                   f"{calibration['scale']:.4g}, theta {calibration['theta']:.4g}")
     else:
         applied = f"none ({calibration['reason']}); initial values kept"
     lines = [f"SavedModel (version {result['version']}): {result['saved_model']}",

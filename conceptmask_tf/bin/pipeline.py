@@ -16,7 +16,7 @@ import sys
 from absl import app, flags
 
 from conceptmask_tf.errors import DataError
-from conceptmask_tf.pipeline import PRESETS, PipelineConfig, default_flags_dir, run_pipeline
+from conceptmask_tf.pipeline import PRESETS, PipelineConfig, run_pipeline
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True) -> None:
@@ -27,10 +27,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True
     flags.DEFINE_string("work_dir", None if with_data_root else "conceptmask_demo",
                         "Output folder: concepts/, models/, report/.", flag_values=fv)
     if with_data_root:  # the demo always uses the world preset
-        flags.DEFINE_enum("preset", "world", PRESETS, "Stage presets: "
-                          "flags/<preset>_stage*.cfg (world: the 15-minute demo; "
-                          "world_quality: longer schedules on the concept world).",
-                          flag_values=fv)
+        flags.DEFINE_enum("preset", "world", PRESETS, "Stage presets "
+                          "(conceptmask_tf/presets.py; world: the 15-minute demo; "
+                          "world_quality: longer schedules on the concept world; paper: "
+                          "ResNet-50 at 300/700 px).", flag_values=fv)
     flags.DEFINE_integer("dim", None, "Word-vector dimension (default: 32 for the world "
                          "presets, 512 for the paper preset).", lower_bound=1, flag_values=fv)
     flags.DEFINE_bool("ablations", True, "Train the no_neg and single_att variants too.",
@@ -46,11 +46,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True
                          "split (default all).", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("calibration_images", 40, "Validation images per split used to "
                          "calibrate presence and theta.", lower_bound=1, flag_values=fv)
-    flags.DEFINE_multi_string("stage_flags", [], "STAGE:--flag=value, appended to a stage's "
-                              "preset (STAGE: embedding, refinement, segmentation, "
-                              "saliency); repeat for several.", flag_values=fv)
-    flags.DEFINE_string("flags_dir", default_flags_dir(), "Folder of the preset flagfiles.",
-                        flag_values=fv)
+    flags.DEFINE_multi_string("stage_flags", [], "STAGE:--flag=value, a flag of the stage's "
+                              "binary applied over the preset (STAGE: embedding, "
+                              "refinement, segmentation, saliency); repeat for several.",
+                              flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "Redo every step even if its output exists.",
                       flag_values=fv)
     if with_data_root:  # the demo has the world binary's --progress
@@ -58,18 +57,31 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS, with_data_root: bool = True
         flags.mark_flag_as_required("work_dir", flag_values=fv)
 
 
-def parse_stage_flags(values: list[str]) -> dict[str, list[str]]:
-    """["refinement:--epochs=3", ...] -> {"refinement": ["--epochs=3"], ...}.
+def parse_stage_flags(values: list[str]) -> dict[str, dict]:
+    """["refinement:--epochs=3", ...] -> {"refinement": {"epochs": 3}, ...}: typed
+    settings, parsed as the stage's binary parses its flags.
 
     Raises:
-        ValueError: An item without "STAGE:".
+        ValueError: An item without "STAGE:", an unknown stage or flag, or a bad value.
     """
-    parsed: dict[str, list[str]] = {}
+    from conceptmask_tf.training.cli import overrides_from_args
+    from conceptmask_tf.training.config import CONFIG_CLASSES
+
+    by_stage: dict[str, list[str]] = {}
     for value in values:
         stage, sep, flag = value.partition(":")
         if not sep or not flag.startswith("--"):
             raise ValueError(f"--stage_flags={value!r}: expected STAGE:--flag=value")
-        parsed.setdefault(stage.strip(), []).append(flag)
+        by_stage.setdefault(stage.strip(), []).append(flag)
+    parsed = {}
+    for stage, args in by_stage.items():
+        if stage not in CONFIG_CLASSES:
+            raise ValueError(f"--stage_flags: unknown stage {stage!r}; expected one of "
+                             f"{sorted(CONFIG_CLASSES)}")
+        try:
+            parsed[stage] = overrides_from_args(CONFIG_CLASSES[stage], args)
+        except ValueError as e:
+            raise ValueError(f"--stage_flags {stage}: {e}") from None
     return parsed
 
 
@@ -79,7 +91,7 @@ def options_from_flags(fv: flags.FlagValues) -> dict:
             "export": fv.export,
             "max_eval_images": fv.max_eval_images,
             "calibration_images": fv.calibration_images,
-            "stage_flags": parse_stage_flags(fv.stage_flags), "flags_dir": fv.flags_dir}
+            "stage_overrides": parse_stage_flags(fv.stage_flags)}
 
 
 def config_from_flags(fv: flags.FlagValues) -> PipelineConfig:

@@ -27,7 +27,8 @@ PROGRAM = "conceptmask-segment"
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     """Registers the binary's flags; done in `run`, so importing this module defines none."""
-    flags.DEFINE_string("model", None, "Exported model: a SavedModel dir (or "
+    flags.DEFINE_string("model", None, "The saved ConceptMask (<work_dir>/concept_mask, "
+                        "conceptmask-assemble), or an exported model: a SavedModel dir (or "
                         "<export_dir>/conceptmask, the highest version is taken), a .tflite "
                         "or an .onnx file.", flag_values=fv)
     flags.DEFINE_multi_string("image", None, "Image file; repeat for several.", flag_values=fv)

@@ -10,9 +10,9 @@ import os
 
 import numpy as np
 
+from conceptmask_tf.base import progress as progress_lib
 from conceptmask_tf.concepts import diagnostics as diagnostics_lib
 from conceptmask_tf.concepts import overlap_sources
-from conceptmask_tf.concepts import progress as progress_lib
 from conceptmask_tf.concepts.embeddings import CONCEPTS_FILE, VECTORS_FILE, ConceptEmbeddings
 from conceptmask_tf.concepts.overlap import OverlapMatrix
 from conceptmask_tf.concepts.word_vectors import ConceptVectors, concept_vectors_from_corpus

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from conceptmask_tf.concepts import progress as progress_lib
+from conceptmask_tf.base import progress as progress_lib
 
 _BLOCK_PAIRS = 1 << 17
 _SORT_CHUNK = 1 << 22

@@ -24,7 +24,7 @@ import time
 import numpy as np
 import scipy.linalg
 
-from conceptmask_tf.concepts import progress as progress_lib
+from conceptmask_tf.base import progress as progress_lib
 
 DENSE_MAX_SIZE = 3000
 RESIDUAL_FLOOR = 1e-3

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import scipy.sparse
 
-from conceptmask_tf.concepts.names import normalize_concept
+from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.concepts.vocabulary import Vocabulary
 from conceptmask_tf.errors import DataError, UnknownConceptError
 

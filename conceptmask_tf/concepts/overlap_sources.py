@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from conceptmask_tf.concepts import progress as progress_lib
+from conceptmask_tf.base import progress as progress_lib
 from conceptmask_tf.concepts.overlap import (
     OverlapAccumulator,
     OverlapMatrix,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from conceptmask_tf.concepts.names import normalize_concept
+from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.errors import DataError, UnknownConceptError
 
 TSV_HEADER = "concept\tcount\tidf"

@@ -13,9 +13,9 @@ import logging
 
 import numpy as np
 
+from conceptmask_tf.base import progress as progress_lib
 from conceptmask_tf.concepts import cooccurrence, eigen
 from conceptmask_tf.concepts import pmi as pmi_lib
-from conceptmask_tf.concepts import progress as progress_lib
 from conceptmask_tf.concepts.vocabulary import Vocabulary
 from conceptmask_tf.data.tags import TagCorpus
 

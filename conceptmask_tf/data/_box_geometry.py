@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-DEGENERATE = "degenerate box (zero area or inverted)"
-OUTSIDE = "box entirely outside the image"
+from conceptmask_tf.data.skips import Severity, register_skip_reason
+
+DEGENERATE = register_skip_reason("degenerate box (zero area or inverted)", Severity.BAD_ANNOTATION)
+OUTSIDE = register_skip_reason("box entirely outside the image", Severity.BAD_ANNOTATION)
 
 
 def clip_boxes(xmin: np.ndarray, ymin: np.ndarray, xmax: np.ndarray,

@@ -14,12 +14,15 @@ import numpy as np
 
 from conceptmask_tf.data import open_images, visual_genome
 from conceptmask_tf.data.layout import DataRoot
-from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import BoxedImage, ConceptBox
 from conceptmask_tf.errors import DataError
 
+# A template (one reason per min_examples), so not registered: Severity.EXPECTED, the
+# default.
 FILTERED_CONCEPT = "concept with fewer than {n} images (filtered out, not an error)"
-EMPTIED_IMAGE = "image left with no box by the min_examples filter (not an error)"
+EMPTIED_IMAGE = register_skip_reason(
+    "image left with no box by the min_examples filter (not an error)", Severity.EXPECTED)
 
 
 def merge_box_sources(sources: Sequence[Sequence[BoxedImage]], min_examples: int = 1,

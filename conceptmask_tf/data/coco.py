@@ -12,22 +12,29 @@ import posixpath
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from conceptmask_tf.concepts.names import normalize_concept
+from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data._gc import gc_paused
 from conceptmask_tf.data._records import get_field, is_int, load_json, require_dict, require_list
-from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import ConceptMask, MaskedImage, Rle
 from conceptmask_tf.errors import DataError
 
-SKIP_UNKNOWN_IMAGE = "annotation for an image_id not in 'images'"
-SKIP_UNKNOWN_CATEGORY = "annotation with a category_id not in 'categories'"
-SKIP_EMPTY_SEGMENTATION = "annotation with an empty segmentation"
-SKIP_SHORT_POLYGON = "polygon with fewer than 3 points"
-SKIP_EMPTY_MASK = "annotation whose mask has no pixel"
-SKIP_UNKNOWN_NEG = "neg_category_id not in 'categories'"
-SKIP_CONFLICTING_NEG = "neg_category_id that is also annotated in the image"
-SKIP_BAD_BBOX = ("annotation 'bbox' that is not [x, y, width > 0, height > 0] (box taken from "
-                 "its mask)")
+SKIP_UNKNOWN_IMAGE = register_skip_reason("annotation for an image_id not in 'images'",
+                                          Severity.EXPECTED)
+SKIP_UNKNOWN_CATEGORY = register_skip_reason("annotation with a category_id not in 'categories'",
+                                             Severity.EXPECTED)
+SKIP_EMPTY_SEGMENTATION = register_skip_reason("annotation with an empty segmentation",
+                                               Severity.BAD_ANNOTATION)
+SKIP_SHORT_POLYGON = register_skip_reason("polygon with fewer than 3 points",
+                                          Severity.BAD_ANNOTATION)
+SKIP_EMPTY_MASK = register_skip_reason("annotation whose mask has no pixel",
+                                       Severity.BAD_ANNOTATION)
+SKIP_UNKNOWN_NEG = register_skip_reason("neg_category_id not in 'categories'", Severity.EXPECTED)
+SKIP_CONFLICTING_NEG = register_skip_reason("neg_category_id that is also annotated in the image",
+                                            Severity.EXPECTED)
+SKIP_BAD_BBOX = register_skip_reason(
+    "annotation 'bbox' that is not [x, y, width > 0, height > 0] (box taken from its mask)",
+    Severity.EXPECTED)
 
 Box = tuple[float, float, float, float]
 

@@ -17,18 +17,21 @@ import tensorflow as tf
 import tqdm
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.errors import DataError
 
 # Formats `tf.io.decode_image` reads (PIL names).
 TF_DECODABLE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP"})
 
-MISSING = "missing image file"
-EMPTY = "empty image file (0 bytes)"
-UNREADABLE = "unreadable image file"
-UNSUPPORTED = "image format TensorFlow cannot decode (JPEG, PNG, GIF, BMP, WebP only)"
-TRUNCATED = "truncated or corrupt image file"
-TOO_LARGE = "image too large to decode safely (PIL's decompression-bomb limit)"
+MISSING = register_skip_reason("missing image file", Severity.BAD_IMAGE_FILE)
+EMPTY = register_skip_reason("empty image file (0 bytes)", Severity.BAD_IMAGE_FILE)
+UNREADABLE = register_skip_reason("unreadable image file", Severity.BAD_IMAGE_FILE)
+UNSUPPORTED = register_skip_reason(
+    "image format TensorFlow cannot decode (JPEG, PNG, GIF, BMP, WebP only)",
+    Severity.BAD_IMAGE_FILE)
+TRUNCATED = register_skip_reason("truncated or corrupt image file", Severity.BAD_IMAGE_FILE)
+TOO_LARGE = register_skip_reason(
+    "image too large to decode safely (PIL's decompression-bomb limit)", Severity.BAD_IMAGE_FILE)
 
 _PROGRESS_MIN_FILES = 1000  # smaller lists are checked without a progress bar
 _JPEG_EOI = b"\xff\xd9"

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from conceptmask_tf.concepts.names import normalize_concept
+from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data._box_geometry import clip_boxes
 from conceptmask_tf.data._gc import gc_paused
-from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import BoxedImage, ConceptBox
 from conceptmask_tf.errors import DataError
 
@@ -28,9 +28,12 @@ BOX_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
 OPTIONAL_NUMBER_COLUMNS = ("Confidence",)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
-SKIP_UNKNOWN_LABEL = "box with a LabelName not in the class descriptions"
-SKIP_ZERO_CONFIDENCE = "box row with Confidence 0 (not a positive box)"
-SKIP_MISSING_IMAGE = "image file not found under image_dir"
+SKIP_UNKNOWN_LABEL = register_skip_reason("box with a LabelName not in the class descriptions",
+                                          Severity.EXPECTED)
+SKIP_ZERO_CONFIDENCE = register_skip_reason("box row with Confidence 0 (not a positive box)",
+                                            Severity.EXPECTED)
+SKIP_MISSING_IMAGE = register_skip_reason("image file not found under image_dir",
+                                          Severity.BAD_ANNOTATION)
 
 
 def read_class_descriptions(path: str) -> dict[str, str]:

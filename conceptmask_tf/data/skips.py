@@ -1,15 +1,74 @@
-"""Counted skips: bad records that are dropped are counted and reported, never lost silently."""
+"""Counted skips: bad records that are dropped are counted and reported, never lost silently.
+
+Every skip reason has a severity, declared by the module that defines the reason, at import
+time, next to its constant:
+
+    MISSING = register_skip_reason("missing image file", Severity.BAD_IMAGE_FILE)
+
+A reason reaches a counter only through the module that defines it (or one importing it),
+so its severity is registered whenever a counter holds it. Reasons never registered are
+`Severity.EXPECTED`.
+"""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
 import logging
 from collections.abc import Collection
 
 from conceptmask_tf.errors import DataError
 
 _MAX_EXAMPLES = 3
+
+
+class Severity(enum.Enum):
+    """What a skipped record means for a training run (`check_bad_fraction` in the runner)."""
+
+    # A deliberate filter or a known gap (e.g. a concept that is not a target): reported,
+    # never limits a run.
+    EXPECTED = "expected"
+    # A broken image file (missing, unreadable, ...): counted once per file, among the
+    # training examples.
+    BAD_IMAGE_FILE = "bad image file"
+    # A broken annotation record dropped before it became an example (a box outside its
+    # image, an empty mask, ...): counted on top of the training examples.
+    BAD_ANNOTATION = "bad annotation"
+
+    @property
+    def is_bad(self) -> bool:
+        return self is not Severity.EXPECTED
+
+
+_SEVERITIES: dict[str, Severity] = {}
+
+
+def register_skip_reason(reason: str, severity: Severity) -> str:
+    """Declares the severity of a skip reason; returns the reason (to define its constant).
+
+    Registering a reason again with the same severity is harmless (two readers may share a
+    message).
+
+    Raises:
+        ValueError: The reason is already registered with another severity.
+    """
+    known = _SEVERITIES.get(reason)
+    if known is not None and known is not severity:
+        raise ValueError(f"skip reason {reason!r} is already registered as {known.value!r}, "
+                         f"not {severity.value!r}")
+    _SEVERITIES[reason] = severity
+    return reason
+
+
+def severity_of(reason: str) -> Severity:
+    """The registered severity of `reason` (`Severity.EXPECTED` if never registered)."""
+    return _SEVERITIES.get(reason, Severity.EXPECTED)
+
+
+def reasons_with(severity: Severity) -> frozenset[str]:
+    """The reasons registered so far with `severity`."""
+    return frozenset(r for r, s in _SEVERITIES.items() if s is severity)
 
 
 @dataclasses.dataclass
@@ -62,6 +121,15 @@ class SkipCounter:
     def count_of(self, reasons: Collection[str]) -> int:
         """Records skipped for any of `reasons`."""
         return sum(n for reason, n in self.counts.items() if reason in reasons)
+
+    def count_with(self, severity: Severity) -> int:
+        """Records skipped for reasons of `severity`."""
+        return sum(n for reason, n in self.counts.items() if severity_of(reason) is severity)
+
+    def bad_counts(self) -> dict[str, int]:
+        """Records skipped per bad reason (any severity but EXPECTED), most common first."""
+        return {reason: n for reason, n in self.counts.most_common()
+                if severity_of(reason).is_bad}
 
     def merge(self, other: SkipCounter) -> None:
         """Adds another counter's skips to this one."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conceptmask_tf.concepts.names import normalize_concept
+from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data import coco
 from conceptmask_tf.data._records import load_json, require_dict
 from conceptmask_tf.data.layout import SPLITS, DataRoot

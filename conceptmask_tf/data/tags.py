@@ -43,18 +43,20 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
-from conceptmask_tf.concepts import progress as progress_lib
-from conceptmask_tf.concepts.names import normalize_concept
+from conceptmask_tf.base import progress as progress_lib
+from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data.open_images import read_class_descriptions
-from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import TaggedImage
 from conceptmask_tf.errors import DataError
 
-SKIP_EMPTY_NAME = "tag normalises to an empty name"
-SKIP_DUPLICATE = "tag repeated in an image"
-SKIP_NO_TAGS = "image has no tags"
-SKIP_UNKNOWN_LABEL = "label MID not in the class descriptions"
-SKIP_CONFLICTING_LABEL = "label both verified present and verified absent in an image"
+SKIP_EMPTY_NAME = register_skip_reason("tag normalises to an empty name", Severity.EXPECTED)
+SKIP_DUPLICATE = register_skip_reason("tag repeated in an image", Severity.EXPECTED)
+SKIP_NO_TAGS = register_skip_reason("image has no tags", Severity.EXPECTED)
+SKIP_UNKNOWN_LABEL = register_skip_reason("label MID not in the class descriptions",
+                                          Severity.EXPECTED)
+SKIP_CONFLICTING_LABEL = register_skip_reason(
+    "label both verified present and verified absent in an image", Severity.EXPECTED)
 
 _SCHEMA = pa.schema([("image", pa.string()), ("tags", pa.list_(pa.string()))])
 _CHUNK_BYTES = 64 << 20

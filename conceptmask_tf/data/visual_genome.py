@@ -9,20 +9,22 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from conceptmask_tf.concepts.names import normalize_concept
+from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data._box_geometry import clip_boxes
 from conceptmask_tf.data._gc import gc_paused
 from conceptmask_tf.data._records import get_field, load_json, require_dict, require_list
-from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import BoxedImage, ConceptBox
 from conceptmask_tf.errors import DataError
 
 ARTICLES = ("a", "an", "the")
 _NUMBER_TYPES = frozenset({int, float})  # bool is not a number here
 
-SKIP_UNKNOWN_IMAGE = "objects for an image_id not in the image data"
-SKIP_EMPTY_NAME = "object name with no word characters"
-SKIP_MISSING_IMAGE = "image file not found under image_dir"
+SKIP_UNKNOWN_IMAGE = register_skip_reason("objects for an image_id not in the image data",
+                                          Severity.EXPECTED)
+SKIP_EMPTY_NAME = register_skip_reason("object name with no word characters", Severity.EXPECTED)
+SKIP_MISSING_IMAGE = register_skip_reason("image file not found under image_dir",
+                                          Severity.BAD_ANNOTATION)
 
 
 @dataclasses.dataclass(frozen=True)

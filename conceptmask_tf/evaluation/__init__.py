@@ -3,7 +3,7 @@
 `evaluate` runs everything on a trained work dir and writes report.json / report.md /
 pictures (DESIGN.md §5); the smaller pieces are usable on their own.
 
-`metrics` and `report` are plain numpy; the names below that run models import
+`report` is plain numpy; the names below that run models import
 TensorFlow, so they are loaded on first use (importing `conceptmask_tf.evaluation.report`
 stays light).
 """
@@ -17,25 +17,22 @@ _EXPORTS = {
     "attention_evaluation": ("as_probability", "evaluate_attention", "unit_range"),
     "eval_set": ("EvalImage", "EvalPair", "EvalSet", "load_eval_set", "make_batches",
                  "pad_concepts"),
-    "evaluator": ("assemble_report", "calibrate", "default_concepts_dir", "evaluate",
-                  "summary"),
+    "evaluator": ("assemble_report", "evaluate", "summary"),
     "pictures": ("PictureChoice", "choose_pictures", "write_pictures"),
-    "predictors": ("AttentionMaps", "CompiledConceptMask", "OracleAttention", "Predictor",
+    "predictors": ("AttentionMaps", "OracleAttention", "Predictor",
                    "SaliencyMasks", "compiled", "predict_pairs", "presence_model",
                    "run_batch"),
     "segmentation_evaluation": ("SegmentationResult", "evaluate_segmentation"),
-    "variants": ("ModelVariants", "load_variants", "supervised_concepts"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
-    "AttentionMaps", "CompiledConceptMask", "EvalImage", "EvalPair", "EvalSet",
-    "ModelVariants", "OracleAttention", "PictureChoice", "Predictor", "SaliencyMasks",
+    "AttentionMaps", "EvalImage", "EvalPair", "EvalSet", "OracleAttention", "PictureChoice", "Predictor", "SaliencyMasks",
     "SegmentationResult", "as_probability", "assemble_report",
-    "calibrate", "choose_pictures", "compiled", "default_concepts_dir", "evaluate",
-    "evaluate_attention", "evaluate_segmentation", "load_eval_set", "load_variants",
+    "choose_pictures", "compiled", "evaluate",
+    "evaluate_attention", "evaluate_segmentation", "load_eval_set",
     "make_batches", "pad_concepts", "predict_pairs", "presence_model", "run_batch", "summary",
-    "supervised_concepts", "unit_range", "write_pictures",
+    "unit_range", "write_pictures",
 ]
 
 

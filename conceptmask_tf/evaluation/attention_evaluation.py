@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptmask_tf.evaluation import metrics
+from conceptmask_tf.base import metrics
 from conceptmask_tf.evaluation.eval_set import EvalSet
 from conceptmask_tf.evaluation.predictors import Predictor, predict_pairs
 from conceptmask_tf.evaluation.report import ATTENTION_METRICS, ATTENTION_VARIANTS

@@ -25,8 +25,8 @@ import tensorflow as tf
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
-from conceptmask_tf.concepts.names import normalize_concept
 from conceptmask_tf.data import coco
 from conceptmask_tf.data._records import load_json, require_dict
 from conceptmask_tf.data.boxes import rasterize_boxes

@@ -1,14 +1,16 @@
 """`evaluate`: a models folder + a data root -> report.json, report.md and pictures.
 
 Steps (DESIGN.md §5):
-  1. Load the networks (`variants.load_variants`), the word vectors and the ground truth
-     of every split of the scored set (`eval_set.load_eval_set`, pairs merged per image):
-     the test set `eval/<split>.json` (split="test", for reported figures) or the
-     validation set `val/<split>.json` (split="val", for every choice).
-  2. Calibrate the full model on `val/<split>.json` (`training.calibration`): presence
-     threshold/slope and the weak-concept theta (paper §4.4). The no_neg and single_att
-     models reuse the full model's theta; their presence is not reported, so it is not
-     calibrated.
+  1. Load the networks (`assembly.load_stage_networks`), the full model (the saved
+     `<work_dir>/concept_mask` that `conceptmask-assemble` wrote, with its word vectors
+     and calibration; without one it is assembled and calibrated on `val/<split>.json`
+     here, `assembly.ConceptMaskSegmenter.assemble`) and the ground truth of every split
+     of the scored set (`eval_set.load_eval_set`, pairs merged per image): the test set
+     `eval/<split>.json` (split="test", for reported figures) or the validation set
+     `val/<split>.json` (split="val", for every choice).
+  2. The calibration (presence threshold/slope and the weak-concept theta, paper §4.4)
+     is the full model's; the no_neg and single_att models reuse its theta; their
+     presence is not reported, so it is not calibrated.
   3. Attention maps (paper Table 1, `attention_evaluation`: against the ground-truth
      boxes as the paper scores them, plus mask-based columns) on every split;
      `report["attention"]` is weak_box (the paper's OIVG-750 box-supervised concepts),
@@ -40,9 +42,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from conceptmask_tf.assembly.segmenter import (
+    ConceptMaskSegmenter,
+    default_concepts_dir,
+    default_segmenter_dir,
+    is_saved_segmenter,
+)
+from conceptmask_tf.assembly.stage_networks import StageNetworks, load_stage_networks
 from conceptmask_tf.concepts.diagnostics import concept_flags, load_diagnostics
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings, require_concepts
-from conceptmask_tf.data.layout import SPLITS, DataRoot
+from conceptmask_tf.data.layout import SPLITS
 from conceptmask_tf.evaluation import report as report_lib
 from conceptmask_tf.evaluation.attention_evaluation import (
     concept_specificity,
@@ -53,7 +62,6 @@ from conceptmask_tf.evaluation.eval_set import EvalSet, load_eval_set
 from conceptmask_tf.evaluation.pictures import choose_pictures, write_pictures
 from conceptmask_tf.evaluation.predictors import (
     AttentionMaps,
-    CompiledConceptMask,
     OracleAttention,
     SaliencyMasks,
     compiled,
@@ -65,9 +73,7 @@ from conceptmask_tf.evaluation.segmentation_evaluation import (
     null_presence,
     null_segmentation,
 )
-from conceptmask_tf.evaluation.variants import ModelVariants, load_variants, supervised_concepts
 from conceptmask_tf.models import ConceptMask
-from conceptmask_tf.training.calibration import calibrate_model, set_weak_theta
 
 logger = logging.getLogger(__name__)
 
@@ -77,62 +83,17 @@ SCORED_SPLITS = {"test": "eval", "val": "val"}  # report "split" -> data-root fo
 ORACLE_BLUR_SIGMA = 1.0  # attention-map cells (OracleAttention)
 
 
-def default_concepts_dir(models_dir: str) -> str:
-    """`<models_dir>/../concepts`, where the pipeline writes the word vectors."""
-    return os.path.normpath(os.path.join(models_dir, os.pardir, "concepts"))
-
-
-def calibrate(model: ConceptMask, data_root: str, concepts_dir: str,
-              max_images: int | None) -> dict[str, Any]:
-    """Calibrates presence and theta of `model` on the val files there are.
-
-    Runs `training.calibration.calibrate_model` through `CompiledConceptMask` (graph calls).
-    Without validation files (or without a verified-absent pair) the model keeps its
-    initial values and the result says why under "skipped".
-
-    Args:
-        model: The full ConceptMask.
-        data_root: The data root.
-        concepts_dir: The word vectors.
-        max_images: Validation images per split (None: all; 0: skip calibration).
-
-    Returns:
-        calibrate_model's result, or {"skipped": reason}.
-    """
-    if max_images == 0:
-        return {"skipped": "calibration_images = 0"}
-    root = DataRoot(data_root)
-    splits = [s for s in CALIBRATION_SPLITS if os.path.exists(root.val_file(s))]
-    if not splits:
-        reason = (f"no validation file ({', '.join(f'val/{s}.json' for s in CALIBRATION_SPLITS)})"
-                  " under the data root")
-        logger.warning("calibration skipped: %s; presence threshold and theta keep their "
-                       "initial values", reason)
-        return {"skipped": reason}
-    try:
-        result = calibrate_model(CompiledConceptMask(model), data_root, concepts_dir,
-                                 splits=splits, max_images=max_images)
-    except ValueError as e:
-        logger.warning("calibration skipped: %s", e)
-        return {"skipped": str(e)}
-    set_weak_theta(model, result["theta"])  # the wrapper set it on the layer only
-    return result
-
-
-def _segmentation_models(variants: ModelVariants, full: ConceptMask,
+def _segmentation_models(variants: StageNetworks, full: ConceptMask,
                          supervised_vectors: Any) -> dict[str, Any | None]:
     """Variant name -> the callable to evaluate (None when its network is missing)."""
     models: dict[str, Any | None] = {"full": full, "no_neg": None, "single_att": None,
                                      "saliency": None}
     if variants.has("refinement_no_neg"):
         models["no_neg"] = variants.concept_mask("refinement_no_neg", "segmentation",
-                                                 supervised_vectors)
+                                                 supervised_vectors, full.weak_theta)
     if variants.has("segmentation_single_att"):
         models["single_att"] = variants.concept_mask("refinement", "segmentation_single_att",
-                                                     supervised_vectors)
-    for name in ("no_neg", "single_att"):
-        if models[name] is not None:
-            set_weak_theta(models[name], full.weak_theta)
+                                                     supervised_vectors, full.weak_theta)
     if variants.has("saliency"):
         models["saliency"] = SaliencyMasks(variants.networks["saliency"],
                                            variants.saliency_image_size or variants.image_size)
@@ -181,7 +142,8 @@ def _evaluate_segmentation_variants(models: Mapping[str, Any | None], full_predi
 def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | None = None,
              max_images: int | None = None, calibration_images: int | None = 40,
              batch_size: int = 16, pictures_per_group: int = 2, image_size: int | None = None,
-             progress: bool = True, split: str = "test") -> dict[str, Any]:
+             progress: bool = True, split: str = "test",
+             segmenter_dir: str | None = None) -> dict[str, Any]:
     """Evaluates a trained work dir and writes report.json, report.md and pictures/.
 
     Args:
@@ -191,14 +153,17 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
         out_dir: Report folder (created).
         concepts_dir: Word vectors; default `<models_dir>/../concepts`.
         max_images: Images per split (first in file order; None: all).
-        calibration_images: Validation images per split for calibration (None: all; 0:
-            no calibration).
+        calibration_images: Validation images per split for calibration when the full
+            model is assembled here (None: all; 0: no calibration); a saved model keeps
+            its own calibration.
         batch_size: Most images per model call.
         pictures_per_group: Example pictures per group.
         image_size: S; default from the segmentation model's config.json.
         progress: Progress bars on stderr.
         split: Which set is scored: "test" (`eval/`, the reported figures) or "val"
             (`val/`, for choosing settings; calibration also uses it).
+        segmenter_dir: The saved full model; default `<models_dir>/../concept_mask` when
+            it exists, else the full model is assembled and calibrated here.
 
     Returns:
         The report (DESIGN.md §5) as written to report.json, plus "missing" (absent optional
@@ -215,24 +180,35 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
     start = time.perf_counter()
     timing: dict[str, float | None] = {}
     concepts_dir = concepts_dir or default_concepts_dir(models_dir)
-    require_concepts(concepts_dir)
-    variants = load_variants(models_dir, image_size)
-    embeddings = ConceptEmbeddings.load(concepts_dir)
-    model_dim = variants.networks["refinement"].embedding.embedding_dim
-    if embeddings.dim != model_dim:
-        raise ValueError(f"word vectors in {concepts_dir} have dimension {embeddings.dim}, the "
-                         f"models in {models_dir} {model_dim}: not the same concepts step")
+    variants = load_stage_networks(models_dir, image_size)
+    segmenter_dir = segmenter_dir or default_segmenter_dir(models_dir)
+    if is_saved_segmenter(segmenter_dir):
+        segmenter = ConceptMaskSegmenter.from_preset(segmenter_dir)
+        if segmenter.image_size != variants.image_size:
+            raise ValueError(f"{segmenter_dir} works at image size {segmenter.image_size}, the "
+                             f"models in {models_dir} at {variants.image_size}: assemble it "
+                             "again (conceptmask-assemble)")
+        timing["load"] = time.perf_counter() - start
+        timing["calibration"] = None
+    else:
+        require_concepts(concepts_dir)
+        logger.info("%s does not exist: assembling the full model", segmenter_dir)
+        segmenter = ConceptMaskSegmenter.from_stage_networks(
+            variants, ConceptEmbeddings.load(concepts_dir), data_root)
+        timing["load"] = time.perf_counter() - start
+        phase = time.perf_counter()
+        logger.info("calibrating the full model on validation data")
+        segmenter.calibrate(data_root, concepts_dir, calibration_images)
+        segmenter_dir = None
+        timing["calibration"] = time.perf_counter() - phase
+    embeddings = segmenter.embeddings
+    model_dim = embeddings.dim
     eval_set = load_eval_set(data_root, embeddings, max_images=max_images,
                              which=SCORED_SPLITS[split])
-    supervised, supervised_source = supervised_concepts(variants, data_root, embeddings)
+    full = segmenter.model
+    supervised = segmenter.supervised_concepts
     supervised_vectors = embeddings.vectors_for(supervised)
-    full = variants.concept_mask("refinement", "segmentation", supervised_vectors)
-    timing["load"] = time.perf_counter() - start
-
-    phase = time.perf_counter()
-    logger.info("calibrating the full model on validation data")
-    calibration = calibrate(full, data_root, concepts_dir, calibration_images)
-    timing["calibration"] = time.perf_counter() - phase
+    calibration = segmenter.calibration
 
     phase = time.perf_counter()
     maps = AttentionMaps(variants.fully_convolutional_embedding(),
@@ -259,12 +235,14 @@ def evaluate(models_dir: str, data_root: str, out_dir: str, concepts_dir: str | 
 
     config = {"split": split, "ground_truth": f"{SCORED_SPLITS[split]}/<split>.json",
               "models_dir": models_dir, "data_root": data_root, "concepts_dir": concepts_dir,
-              "model_dirs": variants.model_dirs, "image_size": variants.image_size,
+              "model_dirs": variants.model_dirs, "segmenter_dir": segmenter_dir,
+              "image_size": variants.image_size,
               "scales": list(variants.scales),
               "single_att_scales": list(variants.single_att_scales),
               "max_images": max_images, "calibration_images": calibration_images,
               "batch_size": batch_size, "splits": list(eval_set.splits),
-              "supervised_concepts": len(supervised), "supervised_source": supervised_source,
+              "supervised_concepts": len(supervised),
+              "supervised_source": segmenter.source.get("supervised_source"),
               "attention_split": ATTENTION_SPLIT,
               "attention_protocol": "pointing_game, soft_iou: against the ground-truth boxes; "
                                     "_mask: against the masks; maps as output (refined: "

@@ -21,8 +21,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from conceptmask_tf import visualization
+from conceptmask_tf.base import metrics
 from conceptmask_tf.data.layout import SPLITS
-from conceptmask_tf.evaluation import metrics
 from conceptmask_tf.evaluation.eval_set import EvalImage, EvalPair, EvalSet
 from conceptmask_tf.evaluation.predictors import Predictor, run_batch
 from conceptmask_tf.evaluation.report import Picture

@@ -28,32 +28,15 @@ from conceptmask_tf.evaluation.eval_set import (
 )
 from conceptmask_tf.models import ConceptAttention, ConceptMask
 from conceptmask_tf.models._tensors import channels_to_concepts, resize, resize_concept_maps
+from conceptmask_tf.models.graph_function import graph_function
 
 Predictor = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
 def compiled(model: Callable[..., Mapping[str, Any]], dim: int,
              with_truth: bool = False) -> Predictor:
-    """`model(inputs, training=False)` as a `tf.function`, traced once for any B, H, W, K.
-
-    The input signature leaves every size but D open, so batches of other sizes or
-    concept counts reuse the one graph (as fast as a graph traced for fixed shapes here).
-    Python values a model reads when traced (e.g. `WeakConceptBlend.theta`) are frozen
-    into the function: compile after calibrating.
-
-    Args:
-        model: A predictor-like callable (a Keras model, `SaliencyMasks`, `AttentionMaps`).
-        dim: D, the word-vector dimension.
-        with_truth: The model also takes "truth_masks" [B, K, H, W] (`OracleAttention`).
-
-    Returns:
-        The compiled predictor; it takes float32 arrays only.
-    """
-    signature = [{"image": tf.TensorSpec([None, None, None, 3], tf.float32),
-                  "word_vectors": tf.TensorSpec([None, None, dim], tf.float32)}]
-    if with_truth:
-        signature[0]["truth_masks"] = tf.TensorSpec([None, None, None, None], tf.float32)
-    return tf.function(lambda inputs: model(inputs, training=False), input_signature=signature)
+    """A predictor as one graph for any B, H, W, K (`models.graph_function.graph_function`)."""
+    return graph_function(model, dim, with_truth)
 
 
 def run_batch(predict: Predictor, images: Sequence[np.ndarray],
@@ -83,11 +66,6 @@ def run_batch(predict: Predictor, images: Sequence[np.ndarray],
     arrays = {key: np.asarray(outputs[key]) for key in keys}
     return [{key: value[b, :len(v)] for key, value in arrays.items()}
             for b, v in enumerate(vectors)]
-
-
-def attention_sides(image_size: int, scales: Sequence[float], stride: int) -> list[int]:
-    """Side of the attention map of each scale: ceil(round(s * S) / stride) ("same" convs)."""
-    return [-(-round(s * image_size) // stride) for s in scales]
 
 
 class SaliencyMasks:
@@ -236,37 +214,6 @@ def presence_model(model: ConceptMask) -> keras.Model:
     return keras.Model(model.input, {"presence": outputs["presence"],
                                      "similarity": outputs["similarity"]},
                        name=f"{model.name}_presence")
-
-
-class CompiledConceptMask:
-    """A `ConceptMask` whose calls run as a `tf.function`, retraced when theta changes.
-
-    `training.calibration.calibrate_model` calls its model eagerly, one image at a time;
-    through this wrapper the same calls run as a graph (about 3x faster on the concept
-    world). `WeakConceptBlend.theta` is a Python float read when traced, so a new function
-    is made whenever the blend layer's theta differs from the one it was traced with.
-    Everything else (layers, attributes) is the wrapped model's.
-    """
-
-    def __init__(self, model: ConceptMask) -> None:
-        self._model = model
-        self._function: Predictor | None = None
-        self._theta: float | None = None
-
-    def _current_theta(self) -> float | None:
-        if self._model.num_supervised == 0:
-            return None
-        return self._model.get_layer("weak_blend").theta
-
-    def __call__(self, inputs: Mapping[str, Any], training: bool = False) -> Mapping[str, Any]:
-        theta = self._current_theta()
-        if self._function is None or theta != self._theta:
-            dim = self._model.refinement.embedding.embedding_dim
-            self._function, self._theta = compiled(self._model, dim), theta
-        return self._function(inputs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
 
 
 def predict_pairs(predict: Predictor, eval_set: EvalSet, splits: Sequence[str],

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from conceptmask_tf.evaluation import metrics
+from conceptmask_tf.base import metrics
 from conceptmask_tf.evaluation.eval_set import EvalSet
 from conceptmask_tf.evaluation.predictors import Predictor, predict_pairs
 from conceptmask_tf.evaluation.report import PRESENCE_METRICS

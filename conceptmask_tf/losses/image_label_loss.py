@@ -1,4 +1,4 @@
-"""Stage 2 image-level labels on the refined maps (not in the paper; README departure 18)."""
+"""Stage 2 image-level labels on the refined maps (not in the paper; departure 18 in docs/method.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 Preprocessing is part of every backbone's graph, so callers always feed raw pixels.
 
-Names (`BACKBONES`):
+Backbones are found by name in the registry `BACKBONES`; `@register_backbone("name")` on a
+builder adds one, and every list of names (the `--backbone` flag, config validation) comes
+from `backbone_names()`. Built in:
     "resnet50": keras.applications.ResNet50 without its top, output stride 32 (the paper's
         feature extractor).
     "mobilenet_v3_small": keras.applications.MobileNetV3Small without its top (its own
@@ -19,50 +21,103 @@ Names (`BACKBONES`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 
 from conceptmask_tf.models.pixel_preprocessing import PixelPreprocessing
 
-BACKBONES = ("resnet50", "mobilenet_v3_small", "small_convnet", "local_convnet")
+# A builder: (input_shape (H, W, 3), weights) -> a functional model named "backbone" from
+# pixels [B, H, W, 3] in [0, 255] (preprocessing in its graph) to a feature map.
+BackboneBuilder = Callable[[tuple[int | None, ...], str | None], keras.Model]
+
+BACKBONES: dict[str, BackboneBuilder] = {}
 
 
-def build_backbone(name: str, input_shape: Sequence[int | None] = (None, None, 3),
+def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Decorator adding a builder to `BACKBONES` under `name` (returns it unchanged).
+
+    Example:
+        @register_backbone("tiny")
+        def _tiny(input_shape, weights):
+            inputs = keras.Input(shape=input_shape, name="image")
+            x = PixelPreprocessing("tf", name="preprocessing")(inputs)
+            x = keras.layers.Conv2D(8, 3, strides=8, padding="same")(x)
+            return keras.Model(inputs, x, name="backbone")
+
+    Raises:
+        ValueError: `name` is already registered.
+    """
+    def register(builder: BackboneBuilder) -> BackboneBuilder:
+        if name in BACKBONES:
+            raise ValueError(f"backbone {name!r} is already registered")
+        BACKBONES[name] = builder
+        return builder
+    return register
+
+
+def backbone_names() -> tuple[str, ...]:
+    """The registered backbone names, in registration order."""
+    return tuple(BACKBONES)
+
+
+def build_backbone(name: str | keras.Model,
+                   input_shape: Sequence[int | None] = (None, None, 3),
                    weights: str | None = None) -> keras.Model:
     """Builds a feature-map backbone with in-graph preprocessing.
 
     Args:
-        name: One of `BACKBONES`.
+        name: One of `backbone_names()`, or a ready feature-map model (pixels in [0, 255]),
+            returned as is (`input_shape` does not apply to it).
         input_shape: (H, W, 3); None sides accept any size (needed for multi-scale use).
         weights: None (random init), a local weights file (.h5 / .weights.h5 / .keras) or
             "imagenet" (keras.applications models only; downloads, so it needs network).
+            Only for a backbone given by name.
 
     Returns:
         A functional model named "backbone" from pixels [B, H, W, 3] in [0, 255] to a
         feature map [B, H / stride, W / stride, C] (see `output_stride`).
 
     Raises:
-        ValueError: Unknown name, or "imagenet" for "small_convnet".
+        ValueError: Unknown name (the message lists the known ones), "imagenet" for the
+            convnets, or weights with a ready model.
     """
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    if name == "resnet50":
-        x = PixelPreprocessing("caffe", name="preprocessing")(inputs)
-        net = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=x)
-        return keras.Model(inputs, net.output, name="backbone")
-    if name == "mobilenet_v3_small":
-        net = keras.applications.MobileNetV3Small(
-            input_tensor=inputs, include_top=False, weights=weights,
-            include_preprocessing=True)
-        return keras.Model(inputs, net.output, name="backbone")
-    if name in _CONVNET_PLANS:
-        if weights == "imagenet":
-            raise ValueError(f"{name} has no imagenet weights; use None or a file")
-        model = keras.Model(inputs, _convnet(inputs, _CONVNET_PLANS[name]), name="backbone")
+    if isinstance(name, keras.Model):
         if weights is not None:
-            model.load_weights(weights)
-        return model
-    raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
+            raise ValueError("weights apply to a backbone given by name; load them into "
+                             "the model you pass instead")
+        return name
+    builder = BACKBONES.get(name)
+    if builder is None:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {backbone_names()}")
+    return builder(tuple(input_shape), weights)
+
+
+@register_backbone("resnet50")
+def _resnet50(input_shape: tuple[int | None, ...], weights: str | None) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = PixelPreprocessing("caffe", name="preprocessing")(inputs)
+    net = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=x)
+    return keras.Model(inputs, net.output, name="backbone")
+
+
+@register_backbone("mobilenet_v3_small")
+def _mobilenet_v3_small(input_shape: tuple[int | None, ...],
+                        weights: str | None) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="image")
+    net = keras.applications.MobileNetV3Small(
+        input_tensor=inputs, include_top=False, weights=weights, include_preprocessing=True)
+    return keras.Model(inputs, net.output, name="backbone")
+
+
+@register_backbone("small_convnet")
+def _small_convnet(input_shape: tuple[int | None, ...], weights: str | None) -> keras.Model:
+    return _convnet_backbone("small_convnet", input_shape, weights)
+
+
+@register_backbone("local_convnet")
+def _local_convnet(input_shape: tuple[int | None, ...], weights: str | None) -> keras.Model:
+    return _convnet_backbone("local_convnet", input_shape, weights)
 
 
 def output_stride(backbone: keras.Model) -> int:
@@ -156,6 +211,18 @@ _CONVNET_PLANS = {
     "local_convnet": ((32, 3, 2, 1), (32, 3, 1, 1), (64, 3, 2, 1), (64, 3, 1, 1),
                       (128, 3, 2, 1), (128, 1, 1, 1), (128, 1, 1, 1)),
 }
+
+
+def _convnet_backbone(name: str, input_shape: tuple[int | None, ...],
+                      weights: str | None) -> keras.Model:
+    """One of `_CONVNET_PLANS` as a backbone; weights from a file only."""
+    if weights == "imagenet":
+        raise ValueError(f"{name} has no imagenet weights; use None or a file")
+    inputs = keras.Input(shape=input_shape, name="image")
+    model = keras.Model(inputs, _convnet(inputs, _CONVNET_PLANS[name]), name="backbone")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
 
 
 def _convnet(inputs: keras.KerasTensor,

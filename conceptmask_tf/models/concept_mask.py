@@ -40,7 +40,7 @@ class ConceptMask(keras.Model):
     cosine no longer tells present from absent concepts, AUC ~0.5 against ~0.8 for
     stage 1).
 
-    `weak_attention="original"` (a departure, README departure 21) takes the own map
+    `weak_attention="original"` (a departure, departure 21 in docs/method.md) takes the own map
     alpha_q of the concepts outside the supervised set from stage 1 (clip(cos, 0, 1) of
     its fully-convolutional network at each scale) instead of the refined one: the
     matching loss asks stage 2 to keep those concepts' stage-1 maps, and after long
@@ -157,7 +157,8 @@ class ConceptMask(keras.Model):
         self.image_size = int(image_size)
         self.attention_scales = attention_scales
         self.num_supervised = int(num_supervised)
-        self.weak_theta = float(weak_theta)
+        # Without supervised vectors there is no blend layer: theta has no effect there.
+        self._unused_weak_theta = float(weak_theta)
         self.presence_embedding = presence_embedding
         self.weak_attention = weak_attention
 
@@ -165,6 +166,37 @@ class ConceptMask(keras.Model):
     def presence_score(self) -> PresenceScore:
         """The presence layer (set its calibration with `set_calibration`)."""
         return self.get_layer("presence_score")
+
+    @property
+    def weak_theta(self) -> float:
+        """theta of the weak-concept rule (a weight of the blend layer when there is one)."""
+        if self.num_supervised > 0:
+            return self.get_layer("weak_blend").theta_value()
+        return self._unused_weak_theta
+
+    def set_weak_theta(self, theta: float) -> None:
+        """Sets theta of the weak-concept rule; traced functions see it without retracing.
+
+        Raises:
+            ValueError: theta outside [0, 1].
+        """
+        if not 0.0 <= theta <= 1.0:
+            raise ValueError(f"theta must be in [0, 1], got {theta}")
+        if self.num_supervised > 0:
+            self.get_layer("weak_blend").set_theta(theta)
+        else:
+            self._unused_weak_theta = float(theta)
+
+    def calibration(self) -> dict[str, float]:
+        """The values chosen on validation data: {"threshold", "scale", "theta"}."""
+        presence = self.presence_score.get_config()
+        return {"threshold": presence["threshold"], "scale": presence["scale"],
+                "theta": self.weak_theta}
+
+    def set_calibration(self, threshold: float, scale: float, theta: float) -> None:
+        """Sets presence threshold and scale and the weak-concept theta (all weights)."""
+        self.presence_score.set_calibration(threshold, scale)
+        self.set_weak_theta(theta)
 
     def get_config(self) -> dict[str, Any]:
         presence = self.presence_score.get_config()

@@ -16,6 +16,10 @@ class WeakConceptBlend(keras.layers.Layer):
     keep their own map. The segmentation network was trained on maps of supervised
     concepts only, and this moves weaker maps towards that distribution.
 
+    theta is a non-trainable weight, like `PresenceScore`'s threshold: calibration sets it
+    on a built model (`set_theta`), traced functions see the new value without retracing,
+    and it is saved with the weights; the config reports the current value.
+
     Args:
         theta: Weight of the concept's own map (1 disables the rule; chosen on validation
             data in the paper).
@@ -30,13 +34,23 @@ class WeakConceptBlend(keras.layers.Layer):
 
     def __init__(self, theta: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= theta <= 1.0:
-            raise ValueError(f"theta must be in [0, 1], got {theta}")
-        self.theta = float(theta)
+        _check_theta(theta)
+        self.theta = self.add_weight(shape=(), trainable=False, name="theta",
+                                     initializer=keras.initializers.Constant(float(theta)))
+
+    def set_theta(self, theta: float) -> None:
+        """Sets the calibrated theta (saved with the weights)."""
+        _check_theta(theta)
+        self.theta.assign(float(theta))
+
+    def theta_value(self) -> float:
+        """theta as a Python float."""
+        return float(keras.ops.convert_to_numpy(self.theta))
 
     def call(self, attention, is_supervised):
         own, neighbour = tf.split(attention, 2, axis=1)  # 2 x [B, K, h, w]
-        weight = 1.0 - (1.0 - self.theta) * (1.0 - is_supervised)  # theta or 1, [B, K]
+        theta = tf.cast(self.theta, attention.dtype)
+        weight = 1.0 - (1.0 - theta) * (1.0 - is_supervised)  # theta or 1, [B, K]
         weight = tf.reshape(weight, tf.concat([tf.shape(weight), [1, 1]], axis=0))
         return weight * own + (1.0 - weight) * neighbour
 
@@ -44,4 +58,9 @@ class WeakConceptBlend(keras.layers.Layer):
         return (attention_shape[0], is_supervised_shape[1], *attention_shape[2:])
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "theta": self.theta}
+        return {**super().get_config(), "theta": self.theta_value()}
+
+
+def _check_theta(theta: float) -> None:
+    if not 0.0 <= theta <= 1.0:
+        raise ValueError(f"theta must be in [0, 1], got {theta}")

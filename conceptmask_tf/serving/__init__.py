@@ -9,7 +9,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "load_concept_mask": "inference_model",
     "build_archive": "signatures",
     "normalize_concepts": "signatures",
     "SERVING_DEFAULT": "signatures",
@@ -17,7 +16,7 @@ _EXPORTS = {
     "CONCEPT_VECTORS": "signatures",
     "DEFAULT_MAX_IMAGE_SIDE": "signatures",
     "export_saved_model": "exporter",
-    "export_models_dir": "exporter",
+    "export_segmenter": "exporter",
     "write_conversion_saved_model": "exporter",
 }
 

@@ -34,11 +34,11 @@ import tensorflow as tf
 from tqdm import tqdm
 
 import conceptmask_tf
+from conceptmask_tf.assembly.segmenter import load_segmenter
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.models import ConceptMask
 from conceptmask_tf.serving import signatures
-from conceptmask_tf.serving.inference_model import current_calibration, load_concept_mask
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,10 @@ def next_version(base_dir: str) -> int:
 def signature_table(dim: int, checks: bool) -> dict[str, dict[str, dict[str, Any]]]:
     """Signature name -> {"inputs", "outputs"}: name -> [dtype, shape] (None: any size).
 
-    The contract shapes; with checks the SavedModel declares the inputs with unknown
-    shape and checks them in the graph.
+    The contract shapes, which the SavedModel's signatures declare as they are (every
+    signature, with checks or without). "checked_in_graph": with checks the graph also
+    asserts them (rank, channels, D, K >= 1, sizes, finite vectors), since neither TF
+    Serving nor a loaded signature enforces a declared shape.
     """
     image = ["uint8", [None, None, 3]]
     vectors = ["float32", [None, dim]]
@@ -82,7 +84,7 @@ def signature_table(dim: int, checks: bool) -> dict[str, dict[str, dict[str, Any
              signatures.CONCEPT_VECTORS: {"inputs": {"concepts": concepts},
                                           "outputs": {"word_vectors": vectors}}}
     for entry in table.values():
-        entry["declared_with_unknown_shape"] = checks
+        entry["checked_in_graph"] = checks
     return table
 
 
@@ -100,7 +102,7 @@ def _metadata(model: ConceptMask, embeddings: ConceptEmbeddings, name: str, vers
             "vocabulary_size": len(embeddings.vocabulary),
             "supervised_concepts": model.num_supervised, "checks": checks,
             "max_image_side": max_image_side, "mask_threshold": signatures.MASK_THRESHOLD,
-            "calibration": current_calibration(model),
+            "calibration": model.calibration(),
             "signatures": signature_table(dim, checks),
             "source": dict(info or {})}
 
@@ -114,7 +116,7 @@ def export_saved_model(model: ConceptMask, embeddings: ConceptEmbeddings, export
     """Writes `<export_dir>/<name>/<version>/` atomically and updates models.config.
 
     Args:
-        model: The (calibrated) ConceptMask; see `inference_model.load_concept_mask`.
+        model: The (calibrated) ConceptMask, e.g. `ConceptMaskSegmenter.model`.
         embeddings: The word vectors, stored for the string signatures.
         export_dir: The export folder (created).
         name: Model name (TF Serving's MODEL_NAME).
@@ -122,7 +124,7 @@ def export_saved_model(model: ConceptMask, embeddings: ConceptEmbeddings, export
         checks: In-graph input checks (`signatures.build_archive`).
         max_image_side: Largest accepted image height or width.
         info: Extra facts recorded under "source" in assets.extra/conceptmask.json (e.g.
-            load_concept_mask's info).
+            `ConceptMaskSegmenter.info()`).
         serving_root: Where TF Serving sees `export_dir`: models.config gets base_path
             `<serving_root>/<name>` ("/models" for the docker command of
             export/README.md); None leaves models.config alone.
@@ -233,18 +235,21 @@ def write_conversion_saved_model(model: ConceptMask, path: str) -> str:
     return path
 
 
-def export_models_dir(models_dir: str, export_dir: str, *, concepts_dir: str | None = None,
-                      calibration: str | None = None, data_root: str | None = None,
+def export_segmenter(source: str, export_dir: str, *, concepts_dir: str | None = None,
+                      data_root: str | None = None,
                       name: str = DEFAULT_NAME, version: int | None = None,
                       max_image_side: int = signatures.DEFAULT_MAX_IMAGE_SIDE,
                       serving_root: str | None = DEFAULT_SERVING_ROOT, tflite: bool = False,
                       onnx: bool = False, progress: bool = False) -> dict[str, Any]:
-    """`conceptmask-export`: the SavedModel of a models folder, and optional conversions.
+    """`conceptmask-export`: the SavedModel of the saved ConceptMask, and optional conversions.
 
     Args:
-        models_dir: `<work_dir>/models`.
+        source: The saved ConceptMask (`<work_dir>/concept_mask`), or a models folder
+            (`assembly.load_segmenter`: its `../concept_mask` when there is one, else
+            assembled and calibrated on the data root's validation files).
         export_dir: The export folder.
-        concepts_dir, calibration, data_root: See `load_concept_mask`.
+        concepts_dir, data_root: See `assembly.ConceptMaskSegmenter.assemble` (a models
+            folder only).
         name, version, max_image_side, serving_root: See `export_saved_model`.
         tflite: Also write `<name>.tflite` (float32) and `<name>_dynamic_range.tflite`.
         onnx: Also write `<name>.onnx` (opset 17).
@@ -252,12 +257,12 @@ def export_models_dir(models_dir: str, export_dir: str, *, concepts_dir: str | N
 
     Returns:
         {"saved_model", "version", "models_config" (or None), "tflite",
-        "tflite_dynamic_range", "onnx" (paths or None), "info" (load_concept_mask's)}.
+        "tflite_dynamic_range", "onnx" (paths or None), "info" (the segmenter's)}.
     """
     steps = 2 + 2 * tflite + onnx
     with tqdm(total=steps, desc="export", disable=not progress) as bar:
-        model, embeddings, info = load_concept_mask(models_dir, concepts_dir, calibration,
-                                                    data_root)
+        segmenter = load_segmenter(source, concepts_dir, data_root)
+        model, embeddings, info = segmenter.model, segmenter.embeddings, segmenter.info()
         bar.update()
         saved_model = export_saved_model(model, embeddings, export_dir, name, version,
                                          max_image_side=max_image_side, info=info,

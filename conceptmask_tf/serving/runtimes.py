@@ -1,8 +1,9 @@
 """One way to run an exported Concept Mask model in any of its runtimes.
 
-`load_runner(path)` picks the runtime from the path: a SavedModel directory (TensorFlow;
-also `<export_dir>/conceptmask`, whose highest integer version is taken, as TF Serving
-does), a `.tflite` file (the LiteRT interpreter, `ai_edge_litert` when installed, else
+`load_runner(path)` picks the runtime from the path: the saved ConceptMask folder that
+`conceptmask-assemble` writes (`<work_dir>/concept_mask`, Keras), a SavedModel directory
+(TensorFlow; also `<export_dir>/conceptmask`, whose highest integer version is taken, as
+TF Serving does), a `.tflite` file (the LiteRT interpreter, `ai_edge_litert` when installed, else
 `tf.lite.Interpreter`) or an `.onnx` file (onnxruntime on the CPU). Every runner is called
 the same way:
 
@@ -42,8 +43,10 @@ CONCEPT_VECTORS = "concept_vectors"
 OUTPUT_NAMES = ("masks", "mask_probs", "presence")
 # Largest accepted image height or width: the exported signature's default bound.
 DEFAULT_MAX_IMAGE_SIDE = 4096
-KINDS = ("saved_model", "tflite", "onnx")
-LABELS = {"saved_model": "SavedModel", "tflite": "TFLite model", "onnx": "ONNX model"}
+KINDS = ("keras", "saved_model", "tflite", "onnx")
+LABELS = {"keras": "saved ConceptMask", "saved_model": "SavedModel", "tflite": "TFLite model",
+          "onnx": "ONNX model"}
+MASK_THRESHOLD = 0.5  # as the exported signatures binarise mask_probs
 # Written by conceptmask-export beside the SavedModel (conceptmask_tf.serving.exporter).
 EXTRA_DIR = "assets.extra"
 METADATA_FILE = "conceptmask.json"
@@ -159,7 +162,8 @@ def load_runner(path: str, signature_key: str = SERVING_DEFAULT, num_threads: in
     """Opens an exported model in the runtime its path calls for.
 
     Args:
-        path: SavedModel dir (or a folder of integer versions of one), `.tflite` or `.onnx`.
+        path: A saved ConceptMask folder, a SavedModel dir (or a folder of integer
+            versions of one), `.tflite` or `.onnx`.
         signature_key: The signature to run (SavedModel and TFLite).
         num_threads: CPU threads of TFLite and onnxruntime (default: all cores for
             TFLite, onnxruntime's default); TensorFlow keeps its own setting.
@@ -174,7 +178,10 @@ def load_runner(path: str, signature_key: str = SERVING_DEFAULT, num_threads: in
         raise FileNotFoundError(f"{path} does not exist: give a SavedModel directory, a "
                                 ".tflite or an .onnx file (conceptmask-export writes them)")
     extension = os.path.splitext(path)[1].lower()
-    if os.path.isdir(path):
+    if os.path.isdir(path) and _is_saved_concept_mask(path):
+        kind = "keras"
+        factory = functools.partial(KerasRunner, path, max_image_side)
+    elif os.path.isdir(path):
         path, kind = resolve_saved_model(path), "saved_model"
         factory = functools.partial(SavedModelRunner, path, signature_key, max_image_side)
     elif extension == ".tflite":
@@ -386,3 +393,37 @@ class OnnxRunner(Runner):
         values = self._session.run(self._output_names,
                                    {"image": image, "word_vectors": word_vectors})
         return dict(zip(self._output_names, values))
+
+
+def _is_saved_concept_mask(path: str) -> bool:
+    # The files `assembly.segmenter.ConceptMaskSegmenter.save_to_preset` writes.
+    return all(os.path.isfile(os.path.join(path, name))
+               for name in ("config.json", "model.weights.h5"))
+
+
+class KerasRunner(Runner):
+    """The saved ConceptMask folder itself (`ConceptMaskSegmenter`), run by Keras.
+
+    It holds its vocabulary: concept names work like with an exported SavedModel.
+    """
+
+    kind = "keras"
+
+    def __init__(self, path: str, max_image_side: int) -> None:
+        from conceptmask_tf.assembly.segmenter import ConceptMaskSegmenter  # imports TF
+
+        self._segmenter = ConceptMaskSegmenter.from_preset(path)
+        super().__init__(path, self._segmenter.dim, max_image_side)
+
+    def _run(self, image: np.ndarray, word_vectors: np.ndarray) -> Mapping[str, np.ndarray]:
+        outputs = self._segmenter(image[None], word_vectors)
+        probs = np.asarray(outputs["masks"])[0]  # [K, H, W]
+        return {"masks": (probs >= MASK_THRESHOLD).astype(np.uint8), "mask_probs": probs,
+                "presence": np.asarray(outputs["presence"])[0]}
+
+    @property
+    def has_concept_vectors(self) -> bool:
+        return True
+
+    def concept_vectors(self, concepts: Sequence[str]) -> np.ndarray:
+        return self._segmenter.embeddings.vectors_for(list(concepts))

@@ -29,8 +29,8 @@ import numpy as np
 import tqdm
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
-from conceptmask_tf.concepts.names import normalize_concept
 from conceptmask_tf.data.images import MISSING, UNREADABLE, to_rgb
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.serving.runtimes import DEFAULT_MAX_IMAGE_SIDE, Runner, load_runner

@@ -6,20 +6,25 @@ Signatures (DESIGN.md §6):
   masks uint8 [K, H, W] (mask_probs >= 0.5), mask_probs float32 [K, H, W], presence
   float32 [K].
 - `segment_concepts`: image and concepts string [K] -> the same outputs. Each concept is
-  normalised in the graph like `concepts.names.normalize_concept`, then looked up in the
+  normalised in the graph like `base.names.normalize_concept`, then looked up in the
   vocabulary stored in the SavedModel: a vocabulary concept gets its stored vector, any
   other name the idf-weighted sum of its words' vectors (`ConceptEmbeddings.vector`).
 - `concept_vectors`: concepts string [K] -> word_vectors float32 [K, D], the vectors
   `segment_concepts` uses (to feed `serving_default` or a converted model).
 
-Input checks (`checks=True`): tf.debugging asserts with clear messages fail the call
-(InvalidArgumentError) on a wrong rank, an image without 3 channels, an empty image, an
-image side above `max_image_side`, word vectors of the wrong D, non-finite word vectors
-and K = 0. The checked signatures declare their inputs with unknown rank and dimensions
-(TF Serving does not check request shapes against the signature, so only in-graph checks
-catch them); a wrong dtype is rejected by the signature itself. `checks=False` builds
-check-free functions with the static shapes [None, None, 3] and [None, D], for
-converters (TFLite, ONNX). Unknown concept words are an error either way.
+Every signature declares its inputs: image uint8 [None, None, 3], word_vectors float32
+[None, D] and concepts string [None] (what `saved_model_cli show --all` shows, and what
+TF Serving clients and converters read). A wrong dtype is rejected by the signature itself.
+A declared shape is not enforced, though: neither TF Serving (it feeds a request's tensors
+to the graph as they are) nor a loaded signature called from Python checks a request's
+shape against it. So with `checks=True` tf.debugging asserts with clear messages fail the
+call (InvalidArgumentError) on a wrong rank, an image without 3 channels, an empty image,
+an image side above `max_image_side`, word vectors of the wrong D, non-finite word vectors
+and K = 0. The checks read the request's shape as fed (`runtime_shape`: Grappler would
+fold them from the declared shapes otherwise), and the network only gets an input that
+passed them (`_checked`), so no bad input reaches it whatever order the ops run in.
+`checks=False` builds check-free functions with the same declared shapes, for converters
+(TFLite, ONNX). Unknown concept words are an error either way.
 
 Everything runs without autograph: nothing branches in Python on tensor values.
 """
@@ -48,9 +53,12 @@ def normalize_concepts(names: tf.Tensor) -> tf.Tensor:
     """string [...] -> string [...]: `normalize_concept` of each name, in the graph.
 
     Lower-cases (Unicode), maps "_" and every character outside [0-9a-z' -] to a space,
-    collapses spaces and strips " '-" from both ends.
+    collapses spaces and strips " '-" from both ends. NUL becomes a space before
+    lower-casing: `tf.strings.lower` with an encoding ends a string at its first NUL,
+    `str.lower` does not (and NUL is mapped to a space anyway).
     """
-    text = tf.strings.lower(names, encoding="utf-8")
+    text = tf.strings.regex_replace(names, "\\x00", " ")
+    text = tf.strings.lower(text, encoding="utf-8")
     text = tf.strings.regex_replace(text, "_", " ")
     text = tf.strings.regex_replace(text, "[^0-9a-z' -]+", " ")
     text = tf.strings.regex_replace(text, " +", " ")
@@ -67,6 +75,7 @@ class ConceptTable(tf.Module):
     def __init__(self, embeddings: ConceptEmbeddings) -> None:
         super().__init__(name="concept_table")
         concepts = list(embeddings.vocabulary.concepts)
+        self.first_concept = concepts[0]  # a name that is always served
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(concepts, tf.string), tf.range(len(concepts), dtype=tf.int64)),
@@ -115,22 +124,21 @@ class ConceptTable(tf.Module):
             return tf.where(tf.expand_dims(whole >= 0, 1), stored, phrases)
 
 
-def _assert(condition: tf.Tensor, message: str, *values: tf.Tensor) -> tf.Operation:
-    return tf.debugging.Assert(condition, [message, *values], summarize=_SUMMARIZE)
+def runtime_shape(x: tf.Tensor) -> tf.Tensor:
+    """int32 [rank]: the shape of x as fed, opaque to shape inference.
 
-
-def _leading_dims(x: tf.Tensor, n: int) -> tf.Tensor:
-    """int32 [n]: the first n dimensions of x, zero-padded (safe for any rank)."""
-    return tf.concat([tf.shape(x), tf.zeros([n], tf.int32)], axis=0)[:n]
-
-
-def _reshaped(x: tf.Tensor, dims: list) -> tf.Tensor:
-    """x reshaped to dims (tensors or ints): gives the checked input its static dims.
-
-    Not tf.ensure_shape: Grappler merges EnsureShape's shape into its input's, which
-    folds the rank check above to True.
+    tf.shape(x) has the static length of the declared rank and the declared dimensions:
+    Grappler would fold the rank and channel checks from them, and a request fed past
+    its declared shape (TF Serving does not check it, nor does a loaded signature) would
+    reach the network. A serialize-parse round trip of the shape (a few bytes) leaves
+    nothing to infer.
     """
-    return tf.reshape(x, tf.stack(dims))
+    return tf.io.parse_tensor(tf.io.serialize_tensor(tf.shape(x)), tf.int32)
+
+
+def _leading_dims(shape: tf.Tensor, n: int) -> tf.Tensor:
+    """int32 [n]: the first n entries of a `runtime_shape`, zero-padded (safe for any rank)."""
+    return tf.concat([shape, tf.zeros([n], tf.int32)], axis=0)[:n]
 
 
 def _if_rank(rank_ok: tf.Tensor, condition: tf.Tensor) -> tf.Tensor:
@@ -142,55 +150,72 @@ def _if_rank(rank_ok: tf.Tensor, condition: tf.Tensor) -> tf.Tensor:
     return tf.logical_or(tf.logical_not(rank_ok), condition)
 
 
+def _checked(x: tf.Tensor, checks: list[tuple[tf.Tensor, list]],
+             fallback: Callable[[], tf.Tensor]) -> tf.Tensor:
+    """Asserts each (condition, message and values); x if all hold, else `fallback()`.
+
+    Control dependencies alone cannot keep a bad input from the network: Grappler drops
+    or reorders what carries them (a reshape it finds redundant, for one), and the network
+    may then fail first, with its own message, or take the memory of a too large image.
+    A cond makes the network's input depend on the checks as data: on a failed check the
+    network gets the small valid `fallback` and the assert fails the call with its message.
+    """
+    asserts = [tf.debugging.Assert(condition, data, summarize=_SUMMARIZE)
+               for condition, data in checks]
+    passed = tf.reduce_all(tf.stack([condition for condition, _ in checks]))
+    with tf.control_dependencies(asserts):
+        return tf.cond(passed, lambda: tf.identity(x), fallback)
+
+
 def check_image(image: tf.Tensor, max_side: int) -> tf.Tensor:
-    """Asserts image is a non-empty [H, W, 3] with H, W <= max_side; returns it shaped."""
-    rank_ok = tf.equal(tf.rank(image), 3)
-    shape = _leading_dims(image, 3)  # [H, W, C]
-    checks = [
-        _assert(rank_ok, "image must have rank 3, [height, width, 3] uint8 RGB; got shape",
-                tf.shape(image)),
-        _assert(_if_rank(rank_ok, tf.equal(shape[2], 3)),
-                "image must have 3 channels (RGB); got shape", shape),
-        _assert(_if_rank(rank_ok, tf.reduce_all(shape[:2] > 0)),
-                "image is empty: height and width must be >= 1; got shape", shape),
-        _assert(_if_rank(rank_ok, tf.reduce_all(shape[:2] <= max_side)),
-                f"image is too large: height and width must be <= {max_side} "
-                "(max_image_side of the export); got shape", shape),
-    ]
-    with tf.control_dependencies(checks):
-        return _reshaped(image, [shape[0], shape[1], 3])
+    """Asserts image is a non-empty [H, W, 3] with H, W <= max_side; returns it checked."""
+    fed = runtime_shape(image)
+    rank_ok = tf.equal(tf.size(fed), 3)
+    shape = _leading_dims(fed, 3)  # [H, W, C]
+    return _checked(image, [
+        (rank_ok, ["image must have rank 3, [height, width, 3] uint8 RGB; got shape", fed]),
+        (_if_rank(rank_ok, tf.equal(shape[2], 3)),
+         ["image must have 3 channels (RGB); got shape", shape]),
+        (_if_rank(rank_ok, tf.reduce_all(shape[:2] > 0)),
+         ["image is empty: height and width must be >= 1; got shape", shape]),
+        (_if_rank(rank_ok, tf.reduce_all(shape[:2] <= max_side)),
+         [(f"image is too large: height and width must be <= {max_side} "
+           "(max_image_side of the export); got shape"), shape]),
+    ], lambda: tf.zeros([1, 1, 3], tf.uint8))
 
 
 def check_word_vectors(word_vectors: tf.Tensor, dim: int) -> tf.Tensor:
-    """Asserts word_vectors is a finite [K, dim] with K >= 1; returns it shaped."""
-    rank_ok = tf.equal(tf.rank(word_vectors), 2)
-    shape = _leading_dims(word_vectors, 2)  # [K, D]
-    checks = [
-        _assert(rank_ok, f"word_vectors must have rank 2, [K, {dim}] float32; got shape",
-                tf.shape(word_vectors)),
-        _assert(_if_rank(rank_ok, tf.equal(shape[1], dim)),
-                f"word_vectors must have D = {dim} columns (the word-vector dimension of the "
-                "model); got shape", shape),
-        _assert(_if_rank(rank_ok, shape[0] > 0),
-                "word_vectors is empty: K must be >= 1 concept; got shape", shape),
-        _assert(tf.reduce_all(tf.math.is_finite(word_vectors)),
-                "word_vectors contain NaN or Inf"),
-    ]
-    with tf.control_dependencies(checks):
-        return _reshaped(word_vectors, [shape[0], dim])
+    """Asserts word_vectors is a finite [K, dim] with K >= 1; returns it checked."""
+    fed = runtime_shape(word_vectors)
+    rank_ok = tf.equal(tf.size(fed), 2)
+    shape = _leading_dims(fed, 2)  # [K, D]
+    return _checked(word_vectors, [
+        (rank_ok, [f"word_vectors must have rank 2, [K, {dim}] float32; got shape", fed]),
+        (_if_rank(rank_ok, tf.equal(shape[1], dim)),
+         [(f"word_vectors must have D = {dim} columns (the word-vector dimension of the "
+           "model); got shape"), shape]),
+        (_if_rank(rank_ok, shape[0] > 0),
+         ["word_vectors is empty: K must be >= 1 concept; got shape", shape]),
+        # Flat: reduce_all would take its axes from the declared rank.
+        (tf.reduce_all(tf.math.is_finite(tf.reshape(word_vectors, [-1]))),
+         ["word_vectors contain NaN or Inf"]),
+    ], lambda: tf.ones([1, dim], tf.float32))
 
 
-def check_concepts(concepts: tf.Tensor) -> tf.Tensor:
-    """Asserts concepts is a non-empty string [K]; returns it shaped."""
-    rank_ok = tf.equal(tf.rank(concepts), 1)
-    checks = [
-        _assert(rank_ok, "concepts must have rank 1, [K] strings; got shape",
-                tf.shape(concepts)),
-        _assert(_if_rank(rank_ok, tf.size(concepts) > 0),
-                "concepts is empty: K must be >= 1 concept"),
-    ]
-    with tf.control_dependencies(checks):
-        return _reshaped(concepts, [-1])
+def check_concepts(concepts: tf.Tensor, fallback: str) -> tf.Tensor:
+    """Asserts concepts is a non-empty string [K]; returns it checked.
+
+    Args:
+        concepts: The request's concept names.
+        fallback: A vocabulary concept (what the network gets on a failed check).
+    """
+    fed = runtime_shape(concepts)
+    rank_ok = tf.equal(tf.size(fed), 1)
+    count = _leading_dims(fed, 1)[0]  # K
+    return _checked(concepts, [
+        (rank_ok, ["concepts must have rank 1, [K] strings; got shape", fed]),
+        (_if_rank(rank_ok, count > 0), ["concepts is empty: K must be >= 1 concept"]),
+    ], lambda: tf.constant([fallback]))
 
 
 class ServingFunctions:
@@ -214,15 +239,10 @@ class ServingFunctions:
         self.dim = int(model.refinement.embedding.embedding_dim)
 
     def input_signature(self, name: str) -> list[tf.TensorSpec]:
-        """The TensorSpecs of signature `name`."""
-        if self.checks:  # any shape: the asserts check it
-            image = tf.TensorSpec(None, tf.uint8, name="image")
-            vectors = tf.TensorSpec(None, tf.float32, name="word_vectors")
-            concepts = tf.TensorSpec(None, tf.string, name="concepts")
-        else:
-            image = tf.TensorSpec([None, None, 3], tf.uint8, name="image")
-            vectors = tf.TensorSpec([None, self.dim], tf.float32, name="word_vectors")
-            concepts = tf.TensorSpec([None], tf.string, name="concepts")
+        """The TensorSpecs of signature `name`: the declared shapes, with or without checks."""
+        image = tf.TensorSpec([None, None, 3], tf.uint8, name="image")
+        vectors = tf.TensorSpec([None, self.dim], tf.float32, name="word_vectors")
+        concepts = tf.TensorSpec([None], tf.string, name="concepts")
         return {SERVING_DEFAULT: [image, vectors], SEGMENT_CONCEPTS: [image, concepts],
                 CONCEPT_VECTORS: [concepts]}[name]
 
@@ -246,13 +266,13 @@ class ServingFunctions:
         """uint8 [H, W, 3], string [K] -> {"masks", "mask_probs", "presence"}."""
         if self.checks:
             image = check_image(image, self.max_image_side)
-            concepts = check_concepts(concepts)
+            concepts = check_concepts(concepts, self.table.first_concept)
         return self._segment(image, self.table.vectors_for(concepts))
 
     def concept_vectors(self, concepts: tf.Tensor) -> dict[str, tf.Tensor]:
         """string [K] -> {"word_vectors": float32 [K, D]}."""
         if self.checks:
-            concepts = check_concepts(concepts)
+            concepts = check_concepts(concepts, self.table.first_concept)
         return {"word_vectors": self.table.vectors_for(concepts)}
 
     def _segment(self, image: tf.Tensor, word_vectors: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -13,10 +13,12 @@ Modules:
         `compute_loss` wrappers `fit` runs).
     saliency: the saliency baseline's `train` (a concept-blind foreground network of the
         stage-3 architecture; the evaluation's `saliency` row).
-    artifacts: model-dir layout and `load_stage_model` for later stages and tools.
-    concept_sets: targets per stage (zero-shot concepts never are one).
+    stage: the skeleton every stage fills in (`Stage`: read examples, build, fit).
     runner, strategy, callbacks, summary_images: what the stages share (runtime, fit,
         resume, checkpoints, TensorBoard pictures).
+
+The model-dir layout is `conceptmask_tf.models.stage_files`; the targets per stage
+(zero-shot concepts never are one) are `conceptmask_tf.concepts.concept_sets`.
     cli: the binaries' flags, generated from the config dataclasses.
 
 This package imports no TensorFlow until a stage module is imported.

@@ -13,7 +13,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-
 PARTIAL_PREFIX = ".partial-"
 
 

@@ -2,7 +2,9 @@
 
 Every field of a stage's config is a flag of the same name, with its default, type and
 help (`field.metadata["help"]`, `"choices"` for enums); tuples are comma-separated lists.
-Only the binaries call these (flags are defined when a binary starts, never on import).
+`define_flags` and `config_from_flags` take any such dataclass (conceptmask-world's
+`WorldConfig` too). Only the binaries call these (flags are defined when a binary starts,
+never on import).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from absl import app, flags
 
@@ -26,9 +28,13 @@ if TYPE_CHECKING:  # the runner imports TensorFlow
 # Flags defined here belong to the binary that asks for them (shown by its --help).
 flags.disclaim_key_flags()
 
+ConfigT = TypeVar("ConfigT")
 
-def define_flags(config_cls: type[TrainingConfig], fv: flags.FlagValues = flags.FLAGS) -> None:
-    """Defines one flag per field of `config_cls`; fields without a default are required."""
+
+def define_flags(config_cls: type, fv: flags.FlagValues = flags.FLAGS,
+                 required_fields: bool = True) -> None:
+    """Defines one flag per field of the dataclass `config_cls`; fields without a default
+    are required (unless `required_fields` is False)."""
     hints = typing.get_type_hints(config_cls)
     required = []
     for field in dataclasses.fields(config_cls):
@@ -37,6 +43,8 @@ def define_flags(config_cls: type[TrainingConfig], fv: flags.FlagValues = flags.
         default = field.default if has_default else None
         help_text = field.metadata.get("help", field.name)
         choices = field.metadata.get("choices")
+        if callable(choices):  # a registry's names, e.g. the backbones
+            choices = choices()
         if not has_default:
             required.append(field.name)
         if choices:
@@ -52,19 +60,43 @@ def define_flags(config_cls: type[TrainingConfig], fv: flags.FlagValues = flags.
                               help_text, flag_values=fv)
         else:
             flags.DEFINE_string(field.name, default, help_text, flag_values=fv)
-    flags.mark_flags_as_required(required, flag_values=fv)
+    if required_fields:
+        flags.mark_flags_as_required(required, flag_values=fv)
 
 
-def config_from_flags(config_cls: type[TrainingConfig],
-                      fv: flags.FlagValues = flags.FLAGS) -> TrainingConfig:
+def config_from_flags(config_cls: type[ConfigT],
+                      fv: flags.FlagValues = flags.FLAGS) -> ConfigT:
     """The config named by parsed flags (lists converted to typed tuples).
 
     Raises:
         ValueError: A list item of the wrong type, or an invalid config.
     """
+    return config_cls(**_field_values(config_cls, fv, only_present=False))
+
+
+def overrides_from_args(config_cls: type, args: list[str]) -> dict[str, Any]:
+    """Typed field values of the flags given in `args` (e.g. ["--epochs=3"]), for
+    `presets.Preset.stage_config(overrides=...)`.
+
+    Raises:
+        ValueError: An unknown flag or a bad value (the message names it).
+    """
+    fv = flags.FlagValues()
+    define_flags(config_cls, fv, required_fields=False)  # the paths are the run's
+    try:
+        fv(["overrides", *args])
+    except flags.Error as e:
+        raise ValueError(str(e)) from None
+    return _field_values(config_cls, fv, only_present=True)
+
+
+def _field_values(config_cls: type, fv: flags.FlagValues, only_present: bool
+                  ) -> dict[str, Any]:
     hints = typing.get_type_hints(config_cls)
     values: dict[str, Any] = {}
     for field in dataclasses.fields(config_cls):
+        if only_present and not fv[field.name].present:
+            continue
         value = getattr(fv, field.name)
         if _base_type(hints[field.name]) is tuple and value is not None:
             item_type = typing.get_args(hints[field.name])[0]
@@ -74,7 +106,7 @@ def config_from_flags(config_cls: type[TrainingConfig],
                 raise ValueError(f"--{field.name}: expected comma-separated "
                                  f"{item_type.__name__} values, got {value}") from None
         values[field.name] = value
-    return config_cls(**values)
+    return values
 
 
 def _base_type(hint: Any) -> type:

@@ -18,16 +18,28 @@ CONFIG_FILE = "config.json"
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
-BACKBONE_CHOICES = ("resnet50", "mobilenet_v3_small", "small_convnet",
-                    "local_convnet")
 MATCHING_BINARIZE = ("min_max", "raw")
 GAMMA_RULE_CHOICES = ("symmetric", "paper")  # conceptmask_tf.concepts.overlap.GAMMA_RULES
 SIMILARITY_CHOICES = ("cosine", "dot")  # conceptmask_tf.models SIMILARITIES
 
 
 def _field(default: Any = dataclasses.MISSING, help: str = "", **metadata: Any) -> Any:
-    """A dataclass field with flag help (and optional "choices") in its metadata."""
+    """A dataclass field with flag help (and optional "choices") in its metadata.
+
+    "choices" is a tuple of names, or a function returning one (called when the flags are
+    defined or a config is checked, for names that live in a registry).
+    """
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def backbone_choices() -> tuple[str, ...]:
+    """The registered backbones (`conceptmask_tf.models.backbone.backbone_names`).
+
+    Imported when first asked (it imports Keras), so importing this module stays light.
+    """
+    from conceptmask_tf.models.backbone import backbone_names
+
+    return backbone_names()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -119,7 +131,7 @@ class EmbeddingConfig(TrainingConfig):
     """Stage 1 (paper §4.1): image -> embedding, cosine loss to the soft-topic vector."""
 
     backbone: str = _field("small_convnet", "Feature extractor (the paper: resnet50).",
-                           choices=BACKBONE_CHOICES)
+                           choices=backbone_choices)
     backbone_weights: str | None = _field(None, "Backbone weights: a local file, or "
                                                 "'imagenet' (downloads; keras.applications "
                                                 "backbones only); default random init.")
@@ -267,7 +279,7 @@ class SegmentationConfig(MaskNetworkConfig):
                                             "the supervised set in the composed model "
                                             "(evaluation, export; paper section 4.4): "
                                             "refined (the paper) or original (stage 1's "
-                                            "map, README departure 21). Stage-3 training "
+                                            "map, departure 21 in docs/method.md). Stage-3 training "
                                             "sees supervised concepts only and does not "
                                             "use it.", choices=("refined", "original"))
     cache_attention: bool = _field(False, "Run the frozen stage-2 passes once per example "
@@ -315,6 +327,8 @@ def _check_choices(config: TrainingConfig) -> list[str]:
     problems = []
     for field in dataclasses.fields(config):
         choices = field.metadata.get("choices")
+        if callable(choices):
+            choices = choices()
         value = getattr(config, field.name)
         if choices and value not in choices:
             problems.append(f"{field.name} must be one of {choices}, got {value!r}")

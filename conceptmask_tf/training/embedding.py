@@ -13,12 +13,19 @@ saved.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from conceptmask_tf.concepts.concept_sets import (
+    TrainingConcepts,
+    soft_topic_targets,
+    tag_row_matrix,
+)
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.pipelines import embedding_dataset
 from conceptmask_tf.data.skips import SkipCounter
@@ -29,16 +36,12 @@ from conceptmask_tf.models import (
     ConceptAttention,
     ConceptTagScores,
     EmbeddingModel,
+    stage_files,
     to_fully_convolutional,
 )
-from conceptmask_tf.training import artifacts, runner
-from conceptmask_tf.training.concept_sets import (
-    TrainingConcepts,
-    load_training_concepts,
-    soft_topic_targets,
-    tag_row_matrix,
-)
+from conceptmask_tf.training import runner
 from conceptmask_tf.training.config import EmbeddingConfig
+from conceptmask_tf.training.stage import BuiltStage, Stage
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -47,6 +50,67 @@ from conceptmask_tf.training.summary_images import (
 )
 
 SUMMARY_SPLITS = ("strong", "weak_box", "weak_image")
+
+
+@dataclasses.dataclass(frozen=True)
+class TagExamples:
+    """Stage 1's training examples (`tag_targets`).
+
+    Attributes:
+        paths: Image paths relative to the data root, [N].
+        targets: float32 [N, D] soft-topic targets.
+        tag_rows: int32 [N, T] tag rows for the tag loss, or None (tag loss off).
+    """
+
+    paths: list[str]
+    targets: np.ndarray
+    tag_rows: np.ndarray | None
+
+
+class EmbeddingStage(Stage[EmbeddingConfig, TagExamples]):
+    """Stage 1 in the shared skeleton (`Stage`); see `train`."""
+
+    model_file = stage_files.MODEL_FILES["embedding"]
+
+    def read_examples(self, config: EmbeddingConfig, concepts: TrainingConcepts,
+                      skips: SkipCounter) -> tuple[TagExamples, int]:
+        examples = TagExamples(*tag_targets(config, concepts, skips))
+        return examples, len(examples.paths)
+
+    def build(self, config: EmbeddingConfig, concepts: TrainingConcepts,
+              examples: TagExamples) -> BuiltStage:
+        model = EmbeddingModel(config.backbone, concepts.embeddings.dim,
+                               hidden_dims=config.hidden_dims, final_relu=config.final_relu,
+                               pooling=config.pooling, backbone_weights=config.backbone_weights)
+        if examples.tag_rows is None:
+            return BuiltStage(model, model, CosineEmbeddingLoss())
+        return BuiltStage(
+            model, tag_loss_trainer(model, config, concepts),
+            {"embedding": CosineEmbeddingLoss(),
+             "tags": TagLoss(len(concepts.embeddings.vocabulary),
+                             concepts.excluded_rows().tolist())},
+            {"embedding": 1.0, "tags": config.tag_loss_weight})
+
+    def dataset(self, config: EmbeddingConfig, examples: TagExamples, built: BuiltStage,
+                input_options: dict[str, Any]) -> tf.data.Dataset:
+        return embedding_dataset(config.data_root, examples.paths, examples.targets,
+                                 image_size=config.image_size, tag_rows=examples.tag_rows,
+                                 **input_options)
+
+    def pictures(self, config: EmbeddingConfig, concepts: TrainingConcepts,
+                 examples: TagExamples, built: BuiltStage) -> Pictures | None:
+        summary = validation_examples(config.data_root, SUMMARY_SPLITS,
+                                      _non_zero_shot_index(concepts), config.image_size,
+                                      config.summary_images)
+        return None if summary is None else Pictures(
+            lambda: render_coarse_attention(built.stage_model, summary,
+                                            concepts.embeddings.vectors),
+            summary.description("image | coarse attention <e_ij, w> (min-max scaled)"))
+
+    def facts(self, config: EmbeddingConfig, concepts: TrainingConcepts,
+              examples: TagExamples, built: BuiltStage) -> dict[str, Any]:
+        return {"vocabulary_size": len(concepts.embeddings.vocabulary),
+                "embedding_dim": concepts.embeddings.dim, **concepts.exclusion_facts()}
 
 
 def train(config: EmbeddingConfig,
@@ -70,44 +134,7 @@ def train(config: EmbeddingConfig,
         DataError: Malformed input, or no image with a soft-topic target.
         ValueError: Bad settings (e.g. fewer examples than one batch).
     """
-    with runner.training_runtime(config, strategy) as runtime:
-        concepts = load_training_concepts(config.data_root, config.concepts_dir)
-        skips = SkipCounter(config.data_root)
-        paths, targets, tag_rows = tag_targets(config, concepts, skips)
-        config = runner.resolved_config(config, len(paths), runtime)
-        dataset = embedding_dataset(
-            config.data_root, paths, targets, image_size=config.image_size,
-            tag_rows=tag_rows, **runner.training_input_options(config, skips))
-        with runtime.strategy.scope():
-            model = EmbeddingModel(config.backbone, concepts.embeddings.dim,
-                                   hidden_dims=config.hidden_dims,
-                                   final_relu=config.final_relu, pooling=config.pooling,
-                                   backbone_weights=config.backbone_weights)
-            if tag_rows is None:
-                trainer, losses, weights = model, CosineEmbeddingLoss(), None
-            else:
-                trainer = tag_loss_trainer(model, config, concepts)
-                losses = {"embedding": CosineEmbeddingLoss(),
-                          "tags": TagLoss(len(concepts.embeddings.vocabulary),
-                                          concepts.excluded_rows().tolist())}
-                weights = {"embedding": 1.0, "tags": config.tag_loss_weight}
-            trainer.compile(optimizer=runner.make_optimizer(config), loss=losses,
-                            loss_weights=weights, jit_compile=runtime.jit_compile)
-        examples = validation_examples(config.data_root, SUMMARY_SPLITS,
-                                       _non_zero_shot_index(concepts), config.image_size,
-                                       config.summary_images)
-        pictures = None if examples is None else Pictures(
-            lambda: render_coarse_attention(model, examples, concepts.embeddings.vectors),
-            examples.description("image | coarse attention <e_ij, w> (min-max scaled)"))
-        return runner.fit_stage(
-            trainer, dataset, config=config, runtime=runtime, stage_model=model,
-            model_file=artifacts.MODEL_FILES["embedding"], num_examples=len(paths),
-            pictures=pictures,
-            facts={"num_examples": len(paths),
-                   "vocabulary_size": len(concepts.embeddings.vocabulary),
-                   "embedding_dim": concepts.embeddings.dim,
-                   **concepts.exclusion_facts()},
-            skips=skips, callbacks=callbacks)
+    return EmbeddingStage().train(config, callbacks, strategy)
 
 
 def tag_loss_trainer(model: EmbeddingModel, config: EmbeddingConfig,

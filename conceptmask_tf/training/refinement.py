@@ -23,6 +23,10 @@ import tensorflow as tf
 from keras import ops
 
 from conceptmask_tf.concepts.build import OVERLAP_FILE
+from conceptmask_tf.concepts.concept_sets import (
+    BOX_LEVELS,
+    TrainingConcepts,
+)
 from conceptmask_tf.concepts.overlap import OverlapMatrix, gamma_from_overlap
 from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.layout import DataRoot
@@ -45,15 +49,12 @@ from conceptmask_tf.models import (
     VocabularyAttention,
     freeze_backbone_before,
     split_backbone,
+    stage_files,
     to_fully_convolutional,
 )
-from conceptmask_tf.training import artifacts, runner
-from conceptmask_tf.training.concept_sets import (
-    BOX_LEVELS,
-    TrainingConcepts,
-    load_training_concepts,
-)
+from conceptmask_tf.training import runner
 from conceptmask_tf.training.config import MATCHING_BINARIZE, RefinementConfig
+from conceptmask_tf.training.stage import BuiltStage, Stage
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -251,6 +252,71 @@ class RefinementTrainer(keras.Model):
         return sum(value for _, value in terms)
 
 
+@dataclasses.dataclass(frozen=True)
+class BoxExamples:
+    """Stage 2's training examples.
+
+    Attributes:
+        boxed: The box images (`box_targets`).
+        index: Box concept trained on -> vocabulary row.
+        labels: Verified image-level labels (`image_labels`), or None (label loss off).
+    """
+
+    boxed: list[BoxedImage]
+    index: dict[str, int]
+    labels: dict[str, tuple[np.ndarray, np.ndarray]] | None
+
+
+class RefinementStage(Stage[RefinementConfig, BoxExamples]):
+    """Stage 2 in the shared skeleton (`Stage`); see `train`."""
+
+    model_file = stage_files.MODEL_FILES["refinement"]
+
+    def read_examples(self, config: RefinementConfig, concepts: TrainingConcepts,
+                      skips: SkipCounter) -> tuple[BoxExamples, int]:
+        boxed, index = box_targets(config, concepts, skips)
+        labels = (image_labels(config.data_root, boxed, concepts, skips)
+                  if config.label_weight > 0 else None)
+        return BoxExamples(boxed, index, labels), num_refinement_examples(boxed, index)
+
+    def build(self, config: RefinementConfig, concepts: TrainingConcepts,
+              examples: BoxExamples) -> BuiltStage:
+        trainer = build_trainer(config, concepts)
+        return BuiltStage(trainer.refinement, trainer)
+
+    def dataset(self, config: RefinementConfig, examples: BoxExamples, built: BuiltStage,
+                input_options: dict[str, Any]) -> tf.data.Dataset:
+        return refinement_dataset(
+            config.data_root, examples.boxed, examples.index, image_size=config.image_size,
+            mask_size=self.mask_size(config, built), max_concepts=config.max_concepts,
+            image_labels=examples.labels, max_labels=config.max_labels, **input_options)
+
+    @staticmethod
+    def mask_size(config: RefinementConfig, built: BuiltStage) -> int:
+        """Side of the box masks: that of the refinement network's attention maps."""
+        return attention_map_size(built.stage_model.embedding, config.image_size)
+
+    def pictures(self, config: RefinementConfig, concepts: TrainingConcepts,
+                 examples: BoxExamples, built: BuiltStage) -> Pictures | None:
+        summary = validation_examples(config.data_root, BOX_LEVELS, examples.index,
+                                      config.image_size, config.summary_images)
+        return None if summary is None else Pictures(
+            lambda: render_refined_attention(built.stage_model, summary),
+            summary.description("image | refined attention (min-max scaled)"))
+
+    def facts(self, config: RefinementConfig, concepts: TrainingConcepts,
+              examples: BoxExamples, built: BuiltStage) -> dict[str, Any]:
+        trainer = built.trainer
+        spatial = trainer.spatial_loss
+        labels = examples.labels
+        return {"mask_size": self.mask_size(config, built),
+                "target_concepts": sorted(examples.index),
+                "matching_concepts": trainer.matching_top_n,
+                "spatial_candidates": 0 if spatial is None else len(spatial.candidate_ids),
+                "labelled_images": 0 if labels is None else len(labels),
+                **concepts.exclusion_facts()}
+
+
 def train(config: RefinementConfig,
           callbacks: Sequence[keras.callbacks.Callback] = (),
           strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
@@ -276,41 +342,7 @@ def train(config: RefinementConfig,
         DataError: Malformed input, or no box concept is a target.
         ValueError: Bad settings, or a stage-1 model of another embedding dimension.
     """
-    with runner.training_runtime(config, strategy) as runtime:
-        concepts = load_training_concepts(config.data_root, config.concepts_dir)
-        skips = SkipCounter(config.data_root)
-        boxed, index = box_targets(config, concepts, skips)
-        labels = (image_labels(config.data_root, boxed, concepts, skips)
-                  if config.label_weight > 0 else None)
-        num_examples = num_refinement_examples(boxed, index)
-        config = runner.resolved_config(config, num_examples, runtime)
-        with runtime.strategy.scope():
-            trainer = build_trainer(config, concepts)
-            trainer.compile(optimizer=runner.make_optimizer(config),
-                            jit_compile=runtime.jit_compile)
-        refinement = trainer.refinement
-        mask_size = attention_map_size(refinement.embedding, config.image_size)
-        dataset = refinement_dataset(
-            config.data_root, boxed, index, image_size=config.image_size,
-            mask_size=mask_size, max_concepts=config.max_concepts, image_labels=labels,
-            max_labels=config.max_labels, **runner.training_input_options(config, skips))
-        examples = validation_examples(config.data_root, BOX_LEVELS, index, config.image_size,
-                                       config.summary_images)
-        pictures = None if examples is None else Pictures(
-            lambda: render_refined_attention(refinement, examples),
-            examples.description("image | refined attention (min-max scaled)"))
-        spatial = trainer.spatial_loss
-        return runner.fit_stage(
-            trainer, dataset, config=config, runtime=runtime, stage_model=refinement,
-            model_file=artifacts.MODEL_FILES["refinement"], num_examples=num_examples,
-            pictures=pictures,
-            facts={"num_examples": num_examples, "mask_size": mask_size,
-                   "target_concepts": sorted(index),
-                   "matching_concepts": trainer.matching_top_n,
-                   "spatial_candidates": 0 if spatial is None else len(spatial.candidate_ids),
-                   "labelled_images": 0 if labels is None else len(labels),
-                   **concepts.exclusion_facts()},
-            skips=skips, callbacks=callbacks)
+    return RefinementStage().train(config, callbacks, strategy)
 
 
 def box_targets(config: RefinementConfig, concepts: TrainingConcepts, skips: SkipCounter
@@ -381,7 +413,7 @@ def build_trainer(config: RefinementConfig, concepts: TrainingConcepts) -> Refin
         ValueError: The stage-1 model embeds in another dimension than the word vectors,
             or `finetune_from` is not a layer of its backbone.
     """
-    stage1 = artifacts.load_stage_model(config.embedding_model_dir, "embedding")
+    stage1 = stage_files.load_stage_model(config.embedding_model_dir, "embedding")
     if stage1.embedding_dim != concepts.embeddings.dim:
         raise ValueError(f"the stage-1 model embeds in {stage1.embedding_dim} dims, "
                          f"the word vectors have {concepts.embeddings.dim}")

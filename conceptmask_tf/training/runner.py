@@ -14,13 +14,11 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from conceptmask_tf.data import _box_geometry, coco, images, open_images, visual_genome
-from conceptmask_tf.data.pipelines import refinement as refinement_pipeline
-from conceptmask_tf.data.pipelines import segmentation as segmentation_pipeline
-from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.concepts.concept_sets import HELD_OUT_FACT
+from conceptmask_tf.data import skips as skips_lib
+from conceptmask_tf.data.skips import Severity, SkipCounter
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.training import callbacks as callbacks_lib
-from conceptmask_tf.training.concept_sets import HELD_OUT_FACT
 from conceptmask_tf.training.config import CONFIG_FILE, TrainingConfig, save_config
 from conceptmask_tf.training.strategy import (
     create_strategy,
@@ -37,17 +35,18 @@ LOG_DIR = "logs"
 
 logger = logging.getLogger(__name__)
 
-# Skip reasons that mean a broken record (not a deliberate filter such as a concept that
-# is not a target); `check_bad_fraction` limits their share. Image file problems are
-# counted once per file, among the training examples.
-BAD_IMAGE_FILE_REASONS = frozenset({
-    images.MISSING, images.EMPTY, images.UNREADABLE, images.UNSUPPORTED, images.TRUNCATED,
-    images.TOO_LARGE})
-BAD_ANNOTATION_REASONS = frozenset({
-    _box_geometry.OUTSIDE, _box_geometry.DEGENERATE, refinement_pipeline.NON_FINITE_BOX,
-    coco.SKIP_EMPTY_MASK, coco.SKIP_EMPTY_SEGMENTATION, coco.SKIP_SHORT_POLYGON,
-    segmentation_pipeline.BAD_MASK, open_images.SKIP_MISSING_IMAGE,
-    visual_genome.SKIP_MISSING_IMAGE})
+# Which skip reasons mean a broken record (not a deliberate filter such as a concept that
+# is not a target) is declared by the readers that define them (`Severity` in data/skips.py);
+# `check_bad_fraction` limits their share.
+_BAD_REASON_SETS = {"BAD_IMAGE_FILE_REASONS": Severity.BAD_IMAGE_FILE,
+                    "BAD_ANNOTATION_REASONS": Severity.BAD_ANNOTATION}
+
+
+def __getattr__(name: str) -> frozenset[str]:
+    """BAD_IMAGE_FILE_REASONS / BAD_ANNOTATION_REASONS: the reasons registered so far."""
+    if name in _BAD_REASON_SETS:
+        return skips_lib.reasons_with(_BAD_REASON_SETS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,16 +213,14 @@ def check_bad_fraction(skips: SkipCounter, num_examples: int, max_fraction: floa
         DataError: More than `max_fraction` of the records are bad; names the fraction,
             the limit, the flag and example records.
     """
-    bad_files = skips.count_of(BAD_IMAGE_FILE_REASONS)
-    bad_annotations = skips.count_of(BAD_ANNOTATION_REASONS)
+    bad_files = skips.count_with(Severity.BAD_IMAGE_FILE)
+    bad_annotations = skips.count_with(Severity.BAD_ANNOTATION)
     bad = bad_files + bad_annotations
     records = num_examples + bad_annotations
     if not bad or bad <= max_fraction * records:
         return
-    reasons = [r for r, _ in skips.counts.most_common()
-               if r in BAD_IMAGE_FILE_REASONS | BAD_ANNOTATION_REASONS]
-    details = "; ".join(f"{skips.counts[r]} x {r} (e.g. {', '.join(skips.examples[r])})"
-                        for r in reasons)
+    details = "; ".join(f"{n} x {r} (e.g. {', '.join(skips.examples[r])})"
+                        for r, n in skips.bad_counts().items())
     raise DataError(f"{bad} of {records} training records ({bad / records:.1%}) are bad, "
                     f"more than --max_bad_fraction={max_fraction:g} allows: {details}. "
                     "Fix or remove them, or raise --max_bad_fraction.")

@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from conceptmask_tf.concepts.concept_sets import MASK_LEVELS, load_training_concepts
 from conceptmask_tf.data.coco import merge_instances
 from conceptmask_tf.data.pipelines import segmentation_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import ConceptMask, MaskedImage
 from conceptmask_tf.losses import MaskLoss
-from conceptmask_tf.models import SegmentationModel
-from conceptmask_tf.training import artifacts, runner
-from conceptmask_tf.training.concept_sets import MASK_LEVELS, load_training_concepts
+from conceptmask_tf.models import SegmentationModel, stage_files
+from conceptmask_tf.training import runner
 from conceptmask_tf.training.config import SaliencyConfig
 from conceptmask_tf.training.segmentation import mask_targets
+from conceptmask_tf.training.stage import BuiltStage, Stage
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -97,6 +99,61 @@ def foreground_masks(config: SaliencyConfig, skips: SkipCounter
     return merged, sorted(index)
 
 
+@dataclasses.dataclass(frozen=True)
+class ForegroundExamples:
+    """The baseline's training examples (`foreground_masks`).
+
+    Attributes:
+        images: The stage-3 training images, each with one `FOREGROUND` mask.
+        concepts: The concepts merged into the foreground, sorted.
+    """
+
+    images: list[MaskedImage]
+    concepts: list[str]
+
+
+class SaliencyStage(Stage[SaliencyConfig, ForegroundExamples]):
+    """The saliency baseline in the shared skeleton (`Stage`); see `train`.
+
+    It has no concepts of its own: `foreground_masks` reads stage 3's targets.
+    """
+
+    model_file = stage_files.MODEL_FILES["saliency"]
+
+    def load_concepts(self, config: SaliencyConfig) -> None:
+        return None
+
+    def read_examples(self, config: SaliencyConfig, concepts: None, skips: SkipCounter
+                      ) -> tuple[ForegroundExamples, int]:
+        examples = ForegroundExamples(*foreground_masks(config, skips))
+        return examples, len(examples.images)
+
+    def build(self, config: SaliencyConfig, concepts: None,
+              examples: ForegroundExamples) -> BuiltStage:
+        network = SegmentationModel(0, config.encoder_widths, config.decoder_widths,
+                                    name="saliency")
+        return BuiltStage(network, SaliencyTrainer(network, config.positive_weight,
+                                                   name="saliency_trainer"))
+
+    def dataset(self, config: SaliencyConfig, examples: ForegroundExamples,
+                built: BuiltStage, input_options: dict[str, Any]) -> tf.data.Dataset:
+        return segmentation_dataset(config.data_root, examples.images, None,
+                                    image_size=config.image_size, **input_options)
+
+    def pictures(self, config: SaliencyConfig, concepts: None, examples: ForegroundExamples,
+                 built: BuiltStage) -> Pictures | None:
+        summary = validation_examples(config.data_root, MASK_LEVELS,
+                                      {c: i for i, c in enumerate(examples.concepts)},
+                                      config.image_size, config.summary_images)
+        return None if summary is None else Pictures(
+            lambda: render_saliency(built.stage_model, summary),
+            summary.description("image | predicted foreground (heat map)"))
+
+    def facts(self, config: SaliencyConfig, concepts: None, examples: ForegroundExamples,
+              built: BuiltStage) -> dict[str, Any]:
+        return {"merged_concepts": examples.concepts}
+
+
 def train(config: SaliencyConfig,
           callbacks: Sequence[keras.callbacks.Callback] = (),
           strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
@@ -116,33 +173,7 @@ def train(config: SaliencyConfig,
         DataError: Malformed input, or no mask concept is a target.
         ValueError: Bad settings.
     """
-    with runner.training_runtime(config, strategy) as runtime:
-        skips = SkipCounter(config.data_root)
-        images, concepts = foreground_masks(config, skips)
-        num_examples = len(images)
-        config = runner.resolved_config(config, num_examples, runtime)
-        with runtime.strategy.scope():
-            network = SegmentationModel(0, config.encoder_widths, config.decoder_widths,
-                                        name="saliency")
-            trainer = SaliencyTrainer(network, config.positive_weight,
-                                      name="saliency_trainer")
-            trainer.compile(optimizer=runner.make_optimizer(config),
-                            jit_compile=runtime.jit_compile)
-        dataset = segmentation_dataset(config.data_root, images, None,
-                                       image_size=config.image_size,
-                                       **runner.training_input_options(config, skips))
-        examples = validation_examples(config.data_root, MASK_LEVELS,
-                                       {c: i for i, c in enumerate(concepts)},
-                                       config.image_size, config.summary_images)
-        pictures = None if examples is None else Pictures(
-            lambda: render_saliency(network, examples),
-            examples.description("image | predicted foreground (heat map)"))
-        return runner.fit_stage(
-            trainer, dataset, config=config, runtime=runtime, stage_model=network,
-            model_file=artifacts.MODEL_FILES["saliency"], num_examples=num_examples,
-            pictures=pictures,
-            facts={"num_examples": num_examples, "merged_concepts": concepts},
-            skips=skips, callbacks=callbacks)
+    return SaliencyStage().train(config, callbacks, strategy)
 
 
 def render_saliency(network: SegmentationModel, examples: SummaryExamples) -> np.ndarray:

@@ -26,6 +26,7 @@ resampling). The cache holds every example's maps in memory: for small data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -36,6 +37,10 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from conceptmask_tf.concepts.concept_sets import (
+    MASK_LEVELS,
+    TrainingConcepts,
+)
 from conceptmask_tf.data.coco import read_coco_instances
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.pipelines import num_segmentation_examples, segmentation_dataset
@@ -43,14 +48,10 @@ from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import MaskedImage
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.losses import MaskLoss
-from conceptmask_tf.models import RefinementModel, ResizeImages, SegmentationModel
-from conceptmask_tf.training import artifacts, runner
-from conceptmask_tf.training.concept_sets import (
-    MASK_LEVELS,
-    TrainingConcepts,
-    load_training_concepts,
-)
+from conceptmask_tf.models import RefinementModel, ResizeImages, SegmentationModel, stage_files
+from conceptmask_tf.training import runner
 from conceptmask_tf.training.config import SegmentationConfig, TrainingConfig
+from conceptmask_tf.training.stage import BuiltStage, Stage
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -150,6 +151,66 @@ class SegmentationTrainer(keras.Model):
         return self.mask_loss(y, y_pred)
 
 
+@dataclasses.dataclass(frozen=True)
+class MaskExamples:
+    """Stage 3's training examples (`mask_targets`).
+
+    Attributes:
+        masked: The images with masks.
+        index: Mask concept trained on -> vocabulary row.
+    """
+
+    masked: list[MaskedImage]
+    index: dict[str, int]
+
+
+class SegmentationStage(Stage[SegmentationConfig, MaskExamples]):
+    """Stage 3 in the shared skeleton (`Stage`); see `train`."""
+
+    model_file = stage_files.MODEL_FILES["segmentation"]
+
+    def read_examples(self, config: SegmentationConfig, concepts: TrainingConcepts,
+                      skips: SkipCounter) -> tuple[MaskExamples, int]:
+        masked, index = mask_targets(config, concepts, skips)
+        return MaskExamples(masked, index), num_segmentation_examples(masked, index)
+
+    def build(self, config: SegmentationConfig, concepts: TrainingConcepts,
+              examples: MaskExamples) -> BuiltStage:
+        trainer = build_trainer(config, concepts)
+        return BuiltStage(trainer.segmentation, trainer)
+
+    def dataset(self, config: SegmentationConfig, examples: MaskExamples, built: BuiltStage,
+                input_options: dict[str, Any]) -> tf.data.Dataset:
+        """The stage-3 pipeline, with the attention cache (`cache_attention`) and the
+        guide masks (`guided_attention_rate` > 0) when on."""
+        cached = None
+        if config.cache_attention:
+            cached = attention_cache(built.trainer, segmentation_dataset(
+                config.data_root, examples.masked, examples.index,
+                image_size=config.image_size, batch_size=config.batch_size, training=False,
+                check_files=config.check_files, skips=SkipCounter(config.data_root)))
+        dataset = segmentation_dataset(
+            config.data_root, examples.masked, examples.index, image_size=config.image_size,
+            attention=cached, **input_options)
+        if config.guided_attention_rate > 0:
+            dataset = dataset.map(lambda x, y: ({**x, "guide_mask": y["mask"]}, y))
+        return dataset
+
+    def pictures(self, config: SegmentationConfig, concepts: TrainingConcepts,
+                 examples: MaskExamples, built: BuiltStage) -> Pictures | None:
+        summary = validation_examples(config.data_root, MASK_LEVELS, examples.index,
+                                      config.image_size, config.summary_images)
+        return None if summary is None else Pictures(
+            lambda: render_masks(built.trainer, summary),
+            summary.description("image | attention at the first scale | predicted mask"))
+
+    def facts(self, config: SegmentationConfig, concepts: TrainingConcepts,
+              examples: MaskExamples, built: BuiltStage) -> dict[str, Any]:
+        return {"target_concepts": sorted(examples.index),
+                "attention_sizes": [round(s * config.image_size) for s in config.scales],
+                **concepts.exclusion_facts()}
+
+
 def train(config: SegmentationConfig,
           callbacks: Sequence[keras.callbacks.Callback] = (),
           strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
@@ -172,40 +233,7 @@ def train(config: SegmentationConfig,
         DataError: Malformed input, or no mask concept is a target.
         ValueError: Bad settings, or a stage-2 model of another vocabulary.
     """
-    with runner.training_runtime(config, strategy) as runtime:
-        concepts = load_training_concepts(config.data_root, config.concepts_dir)
-        skips = SkipCounter(config.data_root)
-        masked, index = mask_targets(config, concepts, skips)
-        num_examples = num_segmentation_examples(masked, index)
-        config = runner.resolved_config(config, num_examples, runtime)
-        with runtime.strategy.scope():
-            trainer = build_trainer(config, concepts)
-            trainer.compile(optimizer=runner.make_optimizer(config),
-                            jit_compile=runtime.jit_compile)
-        cached = None
-        if config.cache_attention:
-            cached = attention_cache(trainer, segmentation_dataset(
-                config.data_root, masked, index, image_size=config.image_size,
-                batch_size=config.batch_size, training=False,
-                check_files=config.check_files, skips=SkipCounter(config.data_root)))
-        dataset = segmentation_dataset(
-            config.data_root, masked, index, image_size=config.image_size,
-            attention=cached, **runner.training_input_options(config, skips))
-        if config.guided_attention_rate > 0:
-            dataset = dataset.map(lambda x, y: ({**x, "guide_mask": y["mask"]}, y))
-        examples = validation_examples(config.data_root, MASK_LEVELS, index, config.image_size,
-                                       config.summary_images)
-        pictures = None if examples is None else Pictures(
-            lambda: render_masks(trainer, examples),
-            examples.description("image | attention at the first scale | predicted mask"))
-        return runner.fit_stage(
-            trainer, dataset, config=config, runtime=runtime, stage_model=trainer.segmentation,
-            model_file=artifacts.MODEL_FILES["segmentation"], num_examples=num_examples,
-            pictures=pictures,
-            facts={"num_examples": num_examples, "target_concepts": sorted(index),
-                   "attention_sizes": [round(s * config.image_size) for s in config.scales],
-                   **concepts.exclusion_facts()},
-            skips=skips, callbacks=callbacks)
+    return SegmentationStage().train(config, callbacks, strategy)
 
 
 def attention_cache(trainer: SegmentationTrainer, dataset: tf.data.Dataset
@@ -264,7 +292,7 @@ def build_trainer(config: SegmentationConfig, concepts: TrainingConcepts
         FileNotFoundError: No stage-2 model.
         ValueError: The stage-2 model has another vocabulary size than concepts.tsv.
     """
-    refinement = artifacts.load_stage_model(config.refinement_model_dir, "refinement")
+    refinement = stage_files.load_stage_model(config.refinement_model_dir, "refinement")
     if refinement.vocabulary_size != len(concepts.embeddings.vocabulary):
         raise ValueError(f"the stage-2 model has {refinement.vocabulary_size} concepts, "
                          f"concepts.tsv has {len(concepts.embeddings.vocabulary)}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conceptmask_tf.evaluation import metrics
+from conceptmask_tf.base import metrics
 from conceptmask_tf.evaluation.attention_evaluation import (
     as_probability,
     concept_specificity,

@@ -11,12 +11,14 @@ import sys
 import pytest
 
 from conceptmask_tf import evaluation
+from conceptmask_tf.assembly.segmenter import ConceptMaskSegmenter
+from conceptmask_tf.assembly.stage_networks import load_stage_networks
+from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.data.layout import SPLITS
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.evaluation import report as report_lib
-from conceptmask_tf.evaluation.evaluator import assemble_report, calibrate, evaluate, summary
+from conceptmask_tf.evaluation.evaluator import assemble_report, evaluate, summary
 from conceptmask_tf.evaluation.segmentation_evaluation import null_presence, null_segmentation
-from conceptmask_tf.evaluation.variants import load_variants
 from conceptmask_tf.models import ConceptMask
 from tests.evaluation import eval_fixtures as fx
 from tests.evaluation.test_report import make_report
@@ -91,7 +93,7 @@ def test_missing_concepts_or_required_model_name_the_path_and_producer(tmp_path,
     models = tmp_path / "models"
     os.makedirs(models)
     with pytest.raises(FileNotFoundError, match="embedding.keras.*conceptmask-train-embedding"):
-        load_variants(str(models))
+        load_stage_networks(str(models))
 
 
 def test_calibration_is_skipped_without_validation_files(tmp_path):
@@ -99,9 +101,11 @@ def test_calibration_is_skipped_without_validation_files(tmp_path):
                         presence_threshold=0.25)
     root = fx.write_data_root(str(tmp_path / "root"))  # eval/ only
     concepts = fx.write_concepts(str(tmp_path / "concepts"))
-    assert "val/strong.json" in calibrate(model, root, concepts, max_images=5)["skipped"]
-    assert calibrate(model, root, concepts, max_images=0) == {
+    segmenter = ConceptMaskSegmenter(model, ConceptEmbeddings.load(concepts))
+    assert "val/strong.json" in segmenter.calibrate(root, concepts, max_images=5)["skipped"]
+    assert segmenter.calibrate(root, concepts, max_images=0) == {
         "skipped": "calibration_images = 0"}
+    assert segmenter.calibration == {"skipped": "calibration_images = 0"}
     assert float(model.presence_score.threshold.numpy()) == 0.25  # left as it was
 
 
@@ -113,8 +117,8 @@ def test_every_exported_name_resolves():
             importlib.import_module(f"conceptmask_tf.evaluation.{module}"), name)
 
 
-def test_load_variants_reads_scales_image_size_and_lists_missing_dirs(work_dir):
-    variants = load_variants(str(work_dir / "models"))
+def test_load_stage_networks_reads_scales_image_size_and_lists_missing_dirs(work_dir):
+    variants = load_stage_networks(str(work_dir / "models"))
     assert variants.missing == ["segmentation_single_att"]
     assert variants.has("saliency") and variants.saliency_image_size == 32
     assert variants.has("refinement_no_neg") and not variants.has("segmentation_single_att")
@@ -217,7 +221,7 @@ def test_single_att_runs_one_attention_pass_at_the_first_scale(tmp_path):
     with open(os.path.join(models, "segmentation_single_att", "config.json"), "w") as f:
         json.dump({"stage": "segmentation", "config": {
             "image_size": 32, "attention_scales": [1.0, 2.0], "single_att": True}}, f)
-    variants = load_variants(models)
+    variants = load_stage_networks(models)
     assert variants.single_att_scales == (1.0,)
     model = variants.concept_mask("refinement", "segmentation_single_att")
     image = tiny.images(1, 24, seed=2, width=40)  # resized to 32 x 32 inside
@@ -239,11 +243,11 @@ def test_single_att_runs_one_attention_pass_at_the_first_scale(tmp_path):
 def test_the_segmentation_config_chooses_the_weak_concepts_attention(tmp_path):
     models = _write_models(str(tmp_path / "models"), no_neg=False)
     supervised = tiny.word_vectors()[:2]
-    default = load_variants(models)
+    default = load_stage_networks(models)
     assert default.weak_attention == "refined"
     assert default.concept_mask(supervised_vectors=supervised).weak_attention == "refined"
     tiny.update_model_config(os.path.join(models, "segmentation"), weak_attention="original")
-    model = load_variants(models).concept_mask(supervised_vectors=supervised)
+    model = load_stage_networks(models).concept_mask(supervised_vectors=supervised)
     assert model.weak_attention == "original"
     model.get_layer("stage1_fcn")  # the stage-1 maps are part of the composed model
 

@@ -1,5 +1,4 @@
-"""The saliency and oracle-attention predictors, the compiled calibration wrapper and batch
-padding."""
+"""The saliency and oracle-attention predictors, compiled predictors and batch padding."""
 
 from __future__ import annotations
 
@@ -8,14 +7,12 @@ import pytest
 import tensorflow as tf
 
 from conceptmask_tf.evaluation.predictors import (
-    CompiledConceptMask,
     OracleAttention,
     SaliencyMasks,
-    attention_sides,
+    compiled,
     run_batch,
 )
 from conceptmask_tf.models import ConceptMask
-from conceptmask_tf.training.calibration import set_weak_theta
 from tests.models import tiny
 
 
@@ -97,11 +94,6 @@ def test_oracle_blur_keeps_uniform_maps_and_spreads_a_cell_symmetrically():
     assert blurred[2, 3] > blurred[2, 4] > 0
 
 
-def test_attention_sides_follow_same_padding():
-    assert attention_sides(128, (1.0, 2.0), 8) == [16, 32]
-    assert attention_sides(100, (1.0, 1.5), 8) == [13, 19]  # ceil(100/8), ceil(150/8)
-
-
 def test_run_batch_drops_padded_concepts():
     def predict(inputs):  # mask k = the first vector component of concept k, everywhere
         vectors = np.asarray(inputs["word_vectors"])  # [B, K, D]
@@ -118,18 +110,19 @@ def test_run_batch_drops_padded_concepts():
 
 
 @pytest.mark.slow
-def test_compiled_concept_mask_follows_theta_like_the_eager_model():
+def test_a_compiled_concept_mask_follows_theta_set_after_tracing():
     vectors = tiny.word_vectors()
     model = ConceptMask(tiny.refinement_model("vectors"), tiny.segmentation_model(2), 32,
                         (1.0, 2.0), supervised_vectors=vectors[:4], weak_theta=0.5)
-    wrapper = CompiledConceptMask(model)
-    assert wrapper.num_supervised == 4  # attributes are the model's
+    predict = compiled(model, tiny.DIM)
     weak = np.random.default_rng(3).normal(size=(1, 1, tiny.DIM)).astype(np.float32)
     inputs = {"image": tiny.images(1, 32), "word_vectors": weak}
+    predict(inputs)  # traced with theta 0.5
     results = {}
     for theta in (1.0, 0.0):
-        set_weak_theta(wrapper, theta)
-        results[theta] = np.asarray(wrapper(inputs)["attention"])
+        model.set_weak_theta(theta)
+        results[theta] = np.asarray(predict(inputs)["attention"])
         eager = np.asarray(model(inputs, training=False)["attention"])
         np.testing.assert_allclose(results[theta], eager, atol=1e-5)
     assert np.abs(results[1.0] - results[0.0]).max() > 1e-4
+    assert predict.experimental_get_tracing_count() == 1

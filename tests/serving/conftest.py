@@ -3,8 +3,10 @@
 Helper B's conversion / runtime / segment tests reuse them:
 - `tiny_work_dir`: <work>/models (tiny untrained stage networks, image_size 32, attention
   scales 1 and 2, refinement target_concepts = SUPERVISED), <work>/concepts (VOCABULARY,
-  D = 8) and <work>/report/report.json with the calibration CALIBRATION.
-- `tiny_model`: (ConceptMask, ConceptEmbeddings, info) from `load_concept_mask` on it.
+  D = 8).
+- `tiny_segmenter`: the `ConceptMaskSegmenter` assembled from it, with the calibration
+  CALIBRATION set, saved as <work>/concept_mask.
+- `tiny_model`: (ConceptMask, ConceptEmbeddings, info) of `tiny_segmenter`.
 - `tiny_export_dir` / `tiny_saved_model`: `export_saved_model` of that model into
   <export>/conceptmask/1 with max_image_side = MAX_SIDE (small, so a "huge" image is cheap).
 - `tiny_loaded`: the SavedModel loaded with tf.saved_model.load.
@@ -60,14 +62,6 @@ def write_models(models: str) -> str:
     return models
 
 
-def write_report(path: str, calibration: dict | None) -> str:
-    """A report.json holding only a calibration entry (None: none)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({} if calibration is None else {"calibration": calibration}, f)
-    return path
-
-
 def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """uint8 [height, width, 3] random pixels."""
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
@@ -75,21 +69,30 @@ def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def tiny_work_dir(tmp_path_factory):
-    """<work>/models, <work>/concepts, <work>/report/report.json (see the module docstring)."""
+    """<work>/models and <work>/concepts (see the module docstring)."""
     work = tmp_path_factory.mktemp("serving_work")
     write_models(str(work / "models"))
     concept_embeddings().save(str(work / "concepts"))
-    write_report(str(work / "report" / "report.json"), CALIBRATION)
     return work
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_work_dir):
-    """(ConceptMask, ConceptEmbeddings, info) of the tiny work dir, calibrated. Do not
+def tiny_segmenter(tiny_work_dir):
+    """The assembled tiny model with CALIBRATION, saved as <work>/concept_mask. Do not
     change its calibration: the export fixtures share it."""
-    from conceptmask_tf.serving.inference_model import load_concept_mask
+    from conceptmask_tf.assembly.segmenter import ConceptMaskSegmenter
 
-    return load_concept_mask(str(tiny_work_dir / "models"))
+    segmenter = ConceptMaskSegmenter.assemble(str(tiny_work_dir / "models"))
+    segmenter.model.set_calibration(**CALIBRATION)
+    segmenter.calibration = {**CALIBRATION, "source": "set by the test"}
+    segmenter.save_to_preset(str(tiny_work_dir / "concept_mask"))
+    return segmenter
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_segmenter):
+    """(ConceptMask, ConceptEmbeddings, info) of `tiny_segmenter`."""
+    return tiny_segmenter.model, tiny_segmenter.embeddings, tiny_segmenter.info()
 
 
 @pytest.fixture(scope="session")

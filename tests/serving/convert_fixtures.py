@@ -4,7 +4,7 @@ Test modules load it with `pytest_plugins = ["tests.serving.convert_fixtures"]`,
 slow conversions run once per session whichever of those modules run.
 
 The model is a tiny work dir like the conftest's (seeded: `sharp_work_dir`), loaded with
-`load_concept_mask` (weak-concept rule and calibration on), its mask logits sharpened
+`ConceptMaskSegmenter.assemble` (weak-concept rule on, CALIBRATION set), its mask logits sharpened
 (`sharpen_mask_logits`): the random network gives probabilities within ~0.1 of one value,
 so every mask would be all 0 or all 1 and a mask-IoU check would pass whatever a
 conversion did. It is exported the way
@@ -72,22 +72,24 @@ def sharp_work_dir(tmp_path_factory):
     """
     import keras
 
-    from tests.serving.conftest import CALIBRATION, concept_embeddings, write_models, write_report
+    from tests.serving.conftest import concept_embeddings, write_models
 
     work = tmp_path_factory.mktemp("sharp_work")
     keras.utils.set_random_seed(SEED)
     write_models(str(work / "models"))
     concept_embeddings().save(str(work / "concepts"))
-    write_report(str(work / "report" / "report.json"), CALIBRATION)
     return work
 
 
 @pytest.fixture(scope="session")
 def sharp_model(sharp_work_dir):
     """(ConceptMask, ConceptEmbeddings) of `sharp_work_dir`, mask logits sharpened."""
-    from conceptmask_tf.serving.inference_model import load_concept_mask
+    from conceptmask_tf.assembly.segmenter import ConceptMaskSegmenter
+    from tests.serving.conftest import CALIBRATION
 
-    model, embeddings, _ = load_concept_mask(str(sharp_work_dir / "models"))
+    segmenter = ConceptMaskSegmenter.assemble(str(sharp_work_dir / "models"))
+    model, embeddings = segmenter.model, segmenter.embeddings
+    model.set_calibration(**CALIBRATION)
     sharpen_mask_logits(model, embeddings.vectors)
     return model, embeddings
 

@@ -127,37 +127,38 @@ def _run_export(*args):
 
 
 @pytest.mark.slow
-def test_export_binary_end_to_end(tiny_work_dir, tmp_path):
+def test_export_binary_end_to_end(tiny_work_dir, tiny_segmenter, tmp_path):
     export = tmp_path / "export"
+    # The models folder: its saved ../concept_mask (tiny_segmenter) is what is exported.
     done = _run_export(f"--model_dir={tiny_work_dir / 'models'}", f"--export_dir={export}")
     assert done.returncode == 0, done.stderr
     assert f"SavedModel (version 1): {export / 'conceptmask' / '1'}" in done.stdout
-    assert "calibration: threshold 0.3, scale 4, theta 0.25 from" in done.stdout
+    assert "calibration: threshold 0.3, scale 4, theta 0.25\n" in done.stdout
     assert f"TF Serving config: {export / 'models.config'}" in done.stdout
     assert (export / "conceptmask" / "1" / "saved_model.pb").is_file()
     assert _entries(str(export / "models.config")) == [
         ("conceptmask", "/models/conceptmask", "tensorflow")]
 
-    failed = _run_export(f"--model_dir={tiny_work_dir / 'models'}", f"--export_dir={export}",
-                         "--version=1", f"--concepts_dir={tmp_path / 'none'}")
+    failed = _run_export(f"--model_dir={tmp_path / 'none'}", f"--export_dir={export}")
     assert failed.returncode == 1
     assert "conceptmask-export: " in failed.stderr
-    assert f"{tmp_path / 'none' / 'concepts.tsv'} does not exist" in failed.stderr
-    assert "conceptmask-concepts" in failed.stderr
+    assert f"{tmp_path / 'none'} is neither a saved ConceptMask" in failed.stderr
+    assert "conceptmask-assemble" in failed.stderr
 
 
 @pytest.mark.slow
 def test_a_model_with_stage1_weak_attention_exports_and_serves_the_same(tmp_path):
     import tensorflow as tf
 
-    from conceptmask_tf.serving.inference_model import load_concept_mask
+    from conceptmask_tf.assembly.segmenter import ConceptMaskSegmenter
     from tests.models.tiny import update_model_config
     from tests.serving.conftest import SUPERVISED, concept_embeddings, random_image, write_models
 
     models = write_models(str(tmp_path / "models"))
     update_model_config(os.path.join(models, "segmentation"), weak_attention="original")
     concept_embeddings().save(str(tmp_path / "concepts"))
-    model, embeddings, info = load_concept_mask(models, str(tmp_path / "concepts"))
+    segmenter = ConceptMaskSegmenter.assemble(models, str(tmp_path / "concepts"))
+    model, embeddings, info = segmenter.model, segmenter.embeddings, segmenter.info()
     assert model.weak_attention == info["weak_attention"] == "original"
     export_saved_model(model, embeddings, str(tmp_path / "export"), info=info)
     version = tmp_path / "export" / "conceptmask" / "1"

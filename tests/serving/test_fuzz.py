@@ -5,6 +5,12 @@ images, and random concept strings (invalid UTF-8 included). A valid request mus
 served with the contract's shapes; any other must fail with the documented exception type
 and a message naming one of its actual problems (TensorFlow may evaluate the in-graph
 asserts in any order, so with several problems any one of them may be named).
+
+The signatures declare image [None, None, 3] and word_vectors [None, D], but neither a
+loaded signature nor TF Serving rejects a request off those shapes: a wrong rank, channel
+count or D reaches the graph, whose checks name it (InvalidArgumentError). The requests
+are fed both to the loaded signature and as TF Serving feeds them (`serving_feed`, where
+only the dtype is checked before the graph runs).
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ import tensorflow as tf
 from conceptmask_tf.errors import UnknownConceptError
 from conceptmask_tf.serving.runtimes import load_runner
 from tests.serving.conftest import DIM, MAX_SIDE, VOCABULARY
+from tests.serving.test_declared_shapes import serving_feed
 
 SEEDS = range(120)
 STRING_SEEDS = range(60)
 DIMS = (0, 1, 2, 3, 5, 17, MAX_SIDE)  # of random-rank shapes
 DTYPES = (np.float32, np.float64, np.int32, np.bool_, np.uint8, np.float16)
-# Signature-level dtype rejection (before the graph runs).
+# Signature-level dtype rejection (before the graph runs), from Python and in TF Serving's
+# session (which names the input's feed node).
 WRONG_DTYPE = r"expected to be a (uint8|float) tensor"
+SERVING_WRONG_DTYPE = (r"(?s)Type mismatch: actual \w+ vs\. expect (uint8|float).*"
+                       r"serving_default_(image|word_vectors)")
 
 
 def _mutate(rng: np.random.Generator, image: np.ndarray, vectors: np.ndarray
@@ -135,6 +145,24 @@ def test_serving_default_serves_or_names_the_problem(tiny_loaded):
         try:
             outputs = serve(image=tf.constant(image), word_vectors=tf.constant(vectors))
         except (tf.errors.InvalidArgumentError, TypeError, ValueError) as e:
+            assert expected, f"{case}: valid request failed: {e}"
+            assert any(re.search(p, str(e)) for p in expected), f"{case}: {e}"
+            continue
+        assert not expected, f"{case}: served despite {expected}"
+        _assert_served(outputs, vectors.shape[0], *image.shape[:2])
+
+
+def test_tf_serving_feed_serves_or_names_the_problem(tiny_saved_model):
+    serve = serving_feed(tiny_saved_model, "serving_default")
+    for seed in SEEDS:
+        image, vectors = fuzzed_request(seed)
+        expected = problems(image, vectors)
+        expected = [SERVING_WRONG_DTYPE] if expected == [WRONG_DTYPE] else expected
+        case = f"seed {seed}: image {image.dtype} {image.shape}, vectors {vectors.dtype} " \
+               f"{vectors.shape}"
+        try:
+            outputs = serve(image=image, word_vectors=vectors)
+        except tf.errors.InvalidArgumentError as e:
             assert expected, f"{case}: valid request failed: {e}"
             assert any(re.search(p, str(e)) for p in expected), f"{case}: {e}"
             continue

@@ -21,18 +21,18 @@ from tensorflow_serving.apis import predict_pb2
 from tests.serving.conftest import DIM, random_image
 
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-# Documented in export/README.md: signature -> inputs / outputs -> (dtype, shape).
-UNKNOWN = "unknown_rank"
+# Documented in export/README.md: signature -> inputs / outputs -> (dtype, shape), the
+# input shapes as every signature declares them.
+IMAGE = ("DT_UINT8", "(-1, -1, 3)")
+VECTORS = ("DT_FLOAT", f"(-1, {DIM})")
+CONCEPTS = ("DT_STRING", "(-1)")
 SEGMENT_OUTPUTS = {"masks": ("DT_UINT8", "(-1, -1, -1)"),
                    "mask_probs": ("DT_FLOAT", "(-1, -1, -1)"),
                    "presence": ("DT_FLOAT", "(-1)")}
 DOCUMENTED = {
-    "serving_default": ({"image": ("DT_UINT8", UNKNOWN), "word_vectors": ("DT_FLOAT", UNKNOWN)},
-                        SEGMENT_OUTPUTS),
-    "segment_concepts": ({"image": ("DT_UINT8", UNKNOWN), "concepts": ("DT_STRING", UNKNOWN)},
-                         SEGMENT_OUTPUTS),
-    "concept_vectors": ({"concepts": ("DT_STRING", UNKNOWN)},
-                        {"word_vectors": ("DT_FLOAT", f"(-1, {DIM})")}),
+    "serving_default": ({"image": IMAGE, "word_vectors": VECTORS}, SEGMENT_OUTPUTS),
+    "segment_concepts": ({"image": IMAGE, "concepts": CONCEPTS}, SEGMENT_OUTPUTS),
+    "concept_vectors": ({"concepts": CONCEPTS}, {"word_vectors": VECTORS}),
 }
 
 

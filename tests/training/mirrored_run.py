@@ -15,6 +15,11 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 import json
 import sys
 
+from conceptmask_tf.concepts.concept_sets import (
+    load_training_concepts,
+    soft_topic_targets,
+    tag_row_matrix,
+)
 from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.coco import read_coco_instances
 from conceptmask_tf.data.layout import DataRoot
@@ -27,13 +32,8 @@ from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import read_tag_corpus
 from conceptmask_tf.losses import CosineEmbeddingLoss, TagLoss
 from conceptmask_tf.training import embedding, refinement, segmentation
-from conceptmask_tf.training.concept_sets import (
-    load_training_concepts,
-    soft_topic_targets,
-    tag_row_matrix,
-)
 from conceptmask_tf.training.config import EmbeddingConfig, RefinementConfig, SegmentationConfig
-from tests.training.conftest import World, tiny_config
+from tests.trained_world import World, tiny_config
 
 BATCH = {"image_size": 32, "batch_size": 8, "training": False}
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from conceptmask_tf.training import embedding
 from conceptmask_tf.training.config import EmbeddingConfig
-from tests.training.conftest import World, tiny_config
+from tests.trained_world import World, tiny_config
 
 # Same data order and global batch (8) in every run; jit_compile is requested to check
 # that it is turned off over several replicas.

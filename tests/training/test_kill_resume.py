@@ -147,11 +147,10 @@ def test_a_backup_that_fails_half_way_leaves_the_previous_backup_intact(tmp_path
 def test_replacing_keeps_the_old_file_when_writing_fails_and_swaps_in_the_new_one(tmp_path):
     path = tmp_path / "model.keras"
     path.write_bytes(b"old complete file")
-    with pytest.raises(RuntimeError):
-        with callbacks_lib.replacing(str(path)) as temporary:
-            assert temporary.endswith(".keras") and temporary != str(path)
-            pathlib.Path(temporary).write_bytes(b"new but half")
-            raise RuntimeError("killed while writing")
+    with pytest.raises(RuntimeError), callbacks_lib.replacing(str(path)) as temporary:
+        assert temporary.endswith(".keras") and temporary != str(path)
+        pathlib.Path(temporary).write_bytes(b"new but half")
+        raise RuntimeError("killed while writing")
     assert path.read_bytes() == b"old complete file"
     assert os.listdir(tmp_path) == ["model.keras"]
     with callbacks_lib.replacing(str(path)) as temporary:

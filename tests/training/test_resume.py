@@ -10,7 +10,7 @@ import pytest
 
 from conceptmask_tf.training import embedding, runner
 from conceptmask_tf.training.config import EmbeddingConfig, save_config
-from tests.training.conftest import COMMON, tiny_config
+from tests.trained_world import COMMON, tiny_config
 
 
 class _Interrupt(Exception):

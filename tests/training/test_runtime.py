@@ -14,7 +14,7 @@ from conceptmask_tf.training.strategy import (
     precision_policy_name,
     resolve_jit_compile,
 )
-from tests.training.conftest import tiny_config
+from tests.trained_world import tiny_config
 
 
 def test_unknown_strategy_is_refused():

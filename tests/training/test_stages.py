@@ -16,14 +16,14 @@ import tensorflow as tf
 from scipy import stats
 from tensorflow.core.util import event_pb2
 
+from conceptmask_tf.concepts.concept_sets import BOX_LEVELS, load_training_concepts
 from conceptmask_tf.data import coco
 from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.pipelines import refinement_dataset, segmentation_dataset
 from conceptmask_tf.data.skips import SkipCounter
-from conceptmask_tf.models import freeze_backbone_before
-from conceptmask_tf.training import artifacts, refinement, saliency, segmentation
-from conceptmask_tf.training.concept_sets import BOX_LEVELS, load_training_concepts
+from conceptmask_tf.models import freeze_backbone_before, stage_files
+from conceptmask_tf.training import refinement, saliency, segmentation
 from conceptmask_tf.training.config import (
     RefinementConfig,
     SaliencyConfig,
@@ -31,7 +31,7 @@ from conceptmask_tf.training.config import (
     load_config,
 )
 from conceptmask_tf.training.strategy import precision_policy
-from tests.training.conftest import COMMON, tiny_config
+from tests.trained_world import COMMON, tiny_config
 
 TOTAL_STEPS = COMMON["epochs"] * COMMON["steps"]
 
@@ -52,6 +52,7 @@ def _runtime(model_dir: str) -> dict:
         return json.load(f)["runtime"]
 
 
+@pytest.mark.slow
 def test_stage1_lowers_its_loss_and_leaves_model_config_and_checkpoint(stage1):
     losses = stage1.history["loss"]
     assert len(losses) == COMMON["epochs"] and losses[-1] < losses[0]
@@ -60,7 +61,7 @@ def test_stage1_lowers_its_loss_and_leaves_model_config_and_checkpoint(stage1):
     assert load_config(model_dir) == stage1.config and stage1.config.steps == COMMON["steps"]
     assert not os.path.exists(os.path.join(model_dir, "backup"))  # deleted after success
     expected = stage1.model.predict(_images(), verbose=0)
-    loaded = artifacts.load_stage_model(model_dir, "embedding")
+    loaded = stage_files.load_stage_model(model_dir, "embedding")
     np.testing.assert_allclose(loaded.predict(_images(), verbose=0), expected, atol=1e-5)
     # keep_checkpoints=1: only the last epoch's checkpoint, which is the final model.
     checkpoints = os.listdir(os.path.join(model_dir, "checkpoints"))
@@ -79,11 +80,12 @@ def test_stage1_with_the_tag_loss_reports_both_terms_and_saves_only_the_embeddin
         history["loss"], np.add(history["embedding_loss"],
                                 stage1.config.tag_loss_weight * np.array(history["tags_loss"])),
         rtol=1e-4)
-    loaded = artifacts.load_stage_model(stage1.config.model_dir, "embedding")
+    loaded = stage_files.load_stage_model(stage1.config.model_dir, "embedding")
     assert "tag_scores" not in [layer.name for layer in loaded.layers]
     assert loaded.output.shape[-1] == stage1.model.embedding_dim
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_epoch_scalars_and_validation_pictures(stage1, stage3):
     logs = os.path.join(stage1.config.model_dir, "logs")
     scalars = [e.step for e in _events(os.path.join(logs, "train"))
@@ -110,7 +112,7 @@ def test_stage2_total_is_the_sum_of_its_reported_terms(stage2):
         [history[k] for k in ("box_loss", "matching_loss", "spatial_loss")], axis=0), rtol=1e-5)
     assert stage2.steps == TOTAL_STEPS
     assert load_config(stage2.config.model_dir) == stage2.config
-    loaded = artifacts.load_stage_model(stage2.config.model_dir, "refinement")
+    loaded = stage_files.load_stage_model(stage2.config.model_dir, "refinement")
     inputs = {"image": tf.constant(_images()), "concept_ids": tf.constant([[0, 3]] * 3)}
     np.testing.assert_allclose(loaded(inputs)["logits"], stage2.model(inputs)["logits"],
                                atol=1e-5)
@@ -187,7 +189,7 @@ def test_stage2_fine_tunes_only_the_backbone_layers_from_finetune_from_up(world,
     result = refinement.train(tiny_config(RefinementConfig, world, "finetune_from",
                                           finetune_from="conv2", epochs=1, steps=2,
                                           summary_images=0))
-    tuned = artifacts.load_stage_model(result.config.model_dir, "refinement").embedding.backbone
+    tuned = stage_files.load_stage_model(result.config.model_dir, "refinement").embedding.backbone
     for layer in stage1.model.backbone.layers:
         if not layer.weights:
             continue
@@ -210,7 +212,7 @@ def test_stage3_trains_only_the_segmentation_network_on_strong_concepts(world, s
     frozen = stage3.trainer.refinement.get_weights()
     for before, after in zip(stage2.model.get_weights(), frozen):
         np.testing.assert_array_equal(before, after)
-    loaded = artifacts.load_stage_model(stage3.config.model_dir, "segmentation")
+    loaded = stage_files.load_stage_model(stage3.config.model_dir, "segmentation")
     assert loaded.num_attention_maps == 2
     assert load_config(stage3.config.model_dir) == stage3.config
 
@@ -332,7 +334,7 @@ def test_saliency_baseline_trains_a_network_without_attention_input(world):
                                         steps=20))
     losses = result.history["loss"]
     assert len(losses) == 12 and losses[-1] < losses[0]
-    loaded = artifacts.load_stage_model(result.config.model_dir, "saliency")
+    loaded = stage_files.load_stage_model(result.config.model_dir, "saliency")
     assert loaded.num_attention_maps == 0 and [t.name for t in loaded.inputs] == ["image"]
     outputs = loaded({"image": _images()})
     assert outputs["masks"].shape == (3, 1, 32, 32)

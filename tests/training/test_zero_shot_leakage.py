@@ -22,23 +22,24 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conceptmask_tf.assembly import calibration
+from conceptmask_tf.assembly.stage_networks import supervised_concepts
 from conceptmask_tf.concepts.build import OVERLAP_FILE, build_concepts
-from conceptmask_tf.concepts.overlap import OverlapMatrix
-from conceptmask_tf.data.skips import SkipCounter
-from conceptmask_tf.data.tags import read_tag_corpus
-from conceptmask_tf.evaluation.variants import supervised_concepts
-from conceptmask_tf.training import calibration, embedding
-from conceptmask_tf.training.concept_sets import (
+from conceptmask_tf.concepts.concept_sets import (
     HELD_OUT_FACT,
     ZERO_SHOT_FACT,
     contains_concept,
     load_training_concepts,
     soft_topic_targets,
 )
+from conceptmask_tf.concepts.overlap import OverlapMatrix
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.tags import read_tag_corpus
+from conceptmask_tf.training import embedding
 from conceptmask_tf.training.config import EmbeddingConfig, RefinementConfig, SegmentationConfig
 from conceptmask_tf.training.refinement import box_targets, build_trainer, spatial_gamma
 from conceptmask_tf.training.segmentation import mask_targets
-from tests.training.conftest import WORD_DIM, World, tiny_config
+from tests.trained_world import WORD_DIM, World, tiny_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +232,7 @@ def leaky_stage1(leaky):
     return embedding.train(config)
 
 
+@pytest.mark.slow
 def test_stage1_facts_and_summary_name_the_held_out_concepts(leaky, leaky_stage1):
     with open(os.path.join(leaky_stage1.config.model_dir, "config.json")) as f:
         runtime = json.load(f)["runtime"]
@@ -256,7 +258,7 @@ def test_stage2_matching_and_spatial_candidates_have_no_zero_shot_word(leaky, co
 
 
 def _variants(tmp_path, runtime: dict) -> Any:
-    """What `supervised_concepts` reads of a `ModelVariants`: the refinement model dir."""
+    """What `supervised_concepts` reads of a `StageNetworks`: the refinement model dir."""
     refinement = tmp_path / "refinement"
     refinement.mkdir(parents=True)
     (refinement / "config.json").write_text(json.dumps({"stage": "refinement",
@@ -289,6 +291,9 @@ class _FakeConceptMask:
     def set_calibration(self, threshold: float, scale: float) -> None:
         self.calibration = (threshold, scale)
 
+    def set_weak_theta(self, theta: float) -> None:
+        self.weak_theta = theta
+
     def __call__(self, inputs: dict, training: bool = False) -> dict:
         vectors = inputs["word_vectors"]  # [1, K, D]
         self.seen.extend(vectors[0])
@@ -312,7 +317,7 @@ def test_calibration_skips_pairs_of_held_out_concepts(leaky, concepts):
     # calibrate_model reports them, and never scores their vectors.
     model = _FakeConceptMask()
     result = calibration.calibrate_model(model, leaky.world.root, leaky.world.concepts_dir,
-                                         splits=splits)
+                                         splits=splits, predict=model)
     assert result["held_out_concepts"] == counted
     assert model.calibration is not None
     held_out_vectors = concepts.embeddings.vectors[

@@ -16,13 +16,16 @@ from conceptmask_tf.data._box_geometry import clip_boxes
 from conceptmask_tf.data.images import read_image, resize_image
 from conceptmask_tf.data.pipelines.augment import Augmentation, crop, crop_boxes, flip_left_right
 from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
-from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import BoxedImage
 
-UNKNOWN_CONCEPT = "concept not in concept_index (its boxes are dropped)"
-NO_KNOWN_CONCEPT = "image without a box of a concept in concept_index"
-NON_FINITE_BOX = "box with non-finite coordinates"
-TOO_MANY_CONCEPTS = "more concepts than max_concepts (a subset is used)"
+UNKNOWN_CONCEPT = register_skip_reason("concept not in concept_index (its boxes are dropped)",
+                                       Severity.EXPECTED)
+NO_KNOWN_CONCEPT = register_skip_reason("image without a box of a concept in concept_index",
+                                        Severity.EXPECTED)
+NON_FINITE_BOX = register_skip_reason("box with non-finite coordinates", Severity.BAD_ANNOTATION)
+TOO_MANY_CONCEPTS = register_skip_reason("more concepts than max_concepts (a subset is used)",
+                                         Severity.EXPECTED)
 
 
 def rasterize_boxes(boxes: tf.Tensor, size: int) -> tf.Tensor:

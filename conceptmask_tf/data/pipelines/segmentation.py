@@ -18,11 +18,12 @@ from conceptmask_tf.data.pipelines.augment import (
 )
 from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
 from conceptmask_tf.data.pipelines.rle import compressed_counts, sample_masks
-from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import MaskedImage
 
-UNKNOWN_CONCEPT = "concept not in concept_index (its mask is dropped)"
-BAD_MASK = "bad mask RLE"
+UNKNOWN_CONCEPT = register_skip_reason("concept not in concept_index (its mask is dropped)",
+                                       Severity.EXPECTED)
+BAD_MASK = register_skip_reason("bad mask RLE", Severity.BAD_ANNOTATION)
 
 
 def num_segmentation_examples(images: Sequence[MaskedImage],

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 IMAGE_FORMATS = ("jpeg", "png")
 MASK_FORMATS = ("polygon", "rle")
+
+
+def _field(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field with flag help (and optional "choices") in its metadata.
+
+    conceptmask-world defines one flag per field from them (`training.cli.define_flags`).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,25 +53,36 @@ class WorldConfig:
             without it (world.json records the flag).
     """
 
-    seed: int = 0
-    num_images: int = 2000
-    image_size: int = 128
-    num_eval_images: int = 400
-    val_fraction: float = 0.25
-    min_eval_positives: int = 5
-    image_format: str = "jpeg"
-    jpeg_quality: int = 95
-    tag_drop_rate: float = 0.15
-    wrong_tag_rate: float = 0.1
-    coco_fraction: float = 0.5
-    box_fraction: float = 0.6
-    negative_label_rate: float = 0.5
-    mask_format: str = "polygon"
-    num_phrases: int = 10
-    min_objects: int = 1
-    max_objects: int = 5
-    min_region_pixels: int = 0
-    oracle_boxes: bool = False
+    seed: int = _field(0, "Seed of every random choice (levels, phrases, scenes, noise); "
+                          "same flags -> byte-identical files.")
+    num_images: int = _field(2000, "Training images.")
+    image_size: int = _field(128, "Side of the square images, pixels.")
+    num_eval_images: int = _field(400, "Held-out images (val + test) before coverage top-ups.")
+    val_fraction: float = _field(0.25, "Share of held-out images written to val/ (the rest to "
+                                       "eval/).")
+    min_eval_positives: int = _field(5, "Minimum positive images per concept in every eval/ "
+                                        "and val/ file.")
+    image_format: str = _field("jpeg", "Image encoding.", choices=IMAGE_FORMATS)
+    jpeg_quality: int = _field(95, "JPEG quality (1-100).")
+    tag_drop_rate: float = _field(0.15, "Probability that a present concept is missing from "
+                                        "an image's tags.")
+    wrong_tag_rate: float = _field(0.1, "Probability that an image gets one wrong tag.")
+    coco_fraction: float = _field(0.5, "Share of training images with masks in "
+                                       "coco/instances_train.json.")
+    box_fraction: float = _field(0.6, "Share of training images with boxes (half Open Images "
+                                      "CSV, half Visual Genome JSON).")
+    negative_label_rate: float = _field(0.5, "Share of absent concepts written as "
+                                             "verified-absent image labels.")
+    mask_format: str = _field("polygon", "COCO training masks: exact polygons where possible "
+                                         "(RLE otherwise), or RLE.", choices=MASK_FORMATS)
+    num_phrases: int = _field(10, "Multi-word concepts drawn from the candidates.")
+    min_objects: int = _field(1, "Fewest objects per scene.")
+    max_objects: int = _field(5, "Most objects per scene.")
+    min_region_pixels: int = _field(0, "Smallest visible area of a present concept; 0 = "
+                                       "max(4, 0.05% of the image).")
+    oracle_boxes: bool = _field(False, "Also write every weak_image concept's boxes to the "
+                                       "Open Images CSV (an all-box world for the oracle "
+                                       "ladder; not realistic data).")
 
     def __post_init__(self) -> None:
         problems = []

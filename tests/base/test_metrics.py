@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from conceptmask_tf.evaluation.metrics import (
+from conceptmask_tf.base.metrics import (
     ConceptAverager,
     PixelAveragePrecision,
     PresenceF1,

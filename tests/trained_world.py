@@ -2,6 +2,8 @@
 
 Stage fixtures train with the settings of `tiny_config`: 32 px images, small widths, a few
 short epochs; later stages start from the earlier stages' model dirs, as users run them.
+The fixtures are registered once for the whole suite by tests/conftest.py; a test using
+`stage1`, `stage2` or `stage3` trains, so it is marked slow.
 """
 
 from __future__ import annotations

@@ -7,20 +7,19 @@ import shutil
 import numpy as np
 import pytest
 
-from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
-from conceptmask_tf.data.layout import DataRoot
-from conceptmask_tf.data.splits import read_splits
-from conceptmask_tf.evaluation.eval_set import load_eval_set
-from conceptmask_tf.models import ConceptMask
-from conceptmask_tf.training import artifacts
-from conceptmask_tf.training.calibration import (
+from conceptmask_tf.assembly.calibration import (
     best_theta,
     calibrate_model,
     calibrate_presence,
     choose_weak_theta,
     presence_metrics,
-    set_weak_theta,
 )
+from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
+from conceptmask_tf.data.layout import DataRoot
+from conceptmask_tf.data.splits import read_splits
+from conceptmask_tf.evaluation.eval_set import load_eval_set
+from conceptmask_tf.models import ConceptMask
+from conceptmask_tf.models.stage_files import load_stage_model
 from tests.evaluation import eval_fixtures as fx
 
 LN9 = math.log(9.0)
@@ -120,8 +119,8 @@ def _concept_mask(world, stage2, stage3) -> ConceptMask:
     embeddings = ConceptEmbeddings.load(world.concepts_dir)
     splits = read_splits(DataRoot(world.root).splits)
     supervised = [c for c in (*splits["strong"], *splits["weak_box"]) if c in embeddings]
-    return ConceptMask(artifacts.load_stage_model(stage2.config.model_dir, "refinement"),
-                       artifacts.load_stage_model(stage3.config.model_dir, "segmentation"),
+    return ConceptMask(load_stage_model(stage2.config.model_dir, "refinement"),
+                       load_stage_model(stage3.config.model_dir, "segmentation"),
                        stage3.config.image_size, stage3.config.scales,
                        supervised_vectors=embeddings.vectors_for(supervised),
                        weak_theta=1.0, presence_threshold=-5.0, presence_scale=1.0)
@@ -169,18 +168,14 @@ def test_set_weak_theta_changes_weak_masks_only(world, stage2, stage3):
     strong = next(c for c in splits["strong"] if c in embeddings)
     inputs = {"image": np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype(
         np.float32), "word_vectors": embeddings.vectors_for([weak, strong])[None]}
-    set_weak_theta(model, 1.0)
+    model.set_weak_theta(1.0)
     own = np.asarray(model(inputs, training=False)["attention"])
-    set_weak_theta(model, 0.0)
+    model.set_weak_theta(0.0)
     neighbour = np.asarray(model(inputs, training=False)["attention"])
     np.testing.assert_allclose(own[:, 1], neighbour[:, 1], atol=1e-6)
     assert np.abs(own[:, 0] - neighbour[:, 0]).max() > 1e-4
     with pytest.raises(ValueError, match="theta"):
-        set_weak_theta(model, 1.5)
-
-
-class _BlendLayer:
-    theta = 1.0
+        model.set_weak_theta(1.5)
 
 
 class _PresenceLayer:
@@ -202,22 +197,20 @@ class KnownBestModel:
     def __init__(self, eval_set):
         self.truth = fx.FakeModel(eval_set, fx.oracle_rule)
         self.weak_theta = 1.0
-        self.blend = _BlendLayer()
         self.presence_score = _PresenceLayer()
         self.thetas_seen = []
 
-    def get_layer(self, name):
-        assert name == "weak_blend"
-        return self.blend
+    def set_weak_theta(self, theta):
+        self.weak_theta = theta
 
     def __call__(self, inputs, training=False):
         probs = self.truth(inputs)["mask_probs"]  # [1, K, H, W]
         image = self.truth.images[np.asarray(inputs["image"], np.float32)[0].tobytes()]
         concepts = [self.truth.concepts[v.tobytes()] for v in
                     np.asarray(inputs["word_vectors"], np.float32)[0]]
-        self.thetas_seen.append(self.blend.theta)
+        self.thetas_seen.append(self.weak_theta)
         for k, concept in enumerate(concepts):
-            if concept == "red car" and self.blend.theta != 0.25:
+            if concept == "red car" and self.weak_theta != 0.25:
                 probs[0, k] = 0.0
         annotated = {c for present, _ in (f.get(image, ([], [])) for f in
                                           fx.SPLIT_FILES.values()) for c in present}
@@ -232,7 +225,7 @@ def test_calibration_on_validation_files_finds_the_known_best_theta_and_threshol
     concepts = fx.write_concepts(str(tmp_path / "concepts"))
     eval_set = load_eval_set(root, fx.embeddings(), which="val")
     model = KnownBestModel(eval_set)
-    result = calibrate_model(model, root, concepts)
+    result = calibrate_model(model, root, concepts, predict=model)
     assert result["theta"] == 0.25 and model.weak_theta == 0.25
     assert result["theta_iou"][0.25] == 1.0
     assert all(iou == 0.0 for theta, iou in result["theta_iou"].items() if theta != 0.25)
@@ -250,4 +243,5 @@ def test_calibration_without_validation_files_reads_no_test_file(tmp_path):
     root = fx.write_data_root(str(tmp_path / "root"))  # eval/ only
     concepts = fx.write_concepts(str(tmp_path / "concepts"))
     with pytest.raises(FileNotFoundError, match="val/strong.json"):
-        calibrate_model(KnownBestModel(load_eval_set(root, fx.embeddings())), root, concepts)
+        model = KnownBestModel(load_eval_set(root, fx.embeddings()))
+        calibrate_model(model, root, concepts, predict=model)

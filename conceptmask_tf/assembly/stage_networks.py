@@ -1,16 +1,15 @@
-"""The trained networks of a work dir's models folder and the model variants built from them.
+"""The trained networks of a work dir's models folder, and the one rule composing them.
 
 Layout (DESIGN.md §4): `<models>/embedding`, `<models>/refinement`, `<models>/segmentation`
 (required), the ablations `<models>/refinement_no_neg`, `<models>/segmentation_single_att`
 and the baseline `<models>/saliency` (optional: a missing one makes its report entries
-null). Each is a stage model dir
-(`training.artifacts`), with its `config.json` when the training binaries wrote it.
+null). Each is a stage model dir (`models.stage_files`), with its `config.json` when the
+training binaries wrote it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -18,14 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from conceptmask_tf.concepts.concept_sets import held_out_concepts
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.splits import read_splits
-from conceptmask_tf.evaluation.predictors import attention_sides
-from conceptmask_tf.models import ConceptMask, to_fully_convolutional
-from conceptmask_tf.training import artifacts
-from conceptmask_tf.training.concept_sets import held_out_concepts
-from conceptmask_tf.training.config import CONFIG_FILE
+from conceptmask_tf.models import ConceptMask, stage_files, to_fully_convolutional
+from conceptmask_tf.models.stage_files import CONFIG_FILE, read_stage_config
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +38,7 @@ SUPERVISED_LEVELS = ("strong", "weak_box")
 
 
 @dataclasses.dataclass
-class ModelVariants:
+class StageNetworks:
     """The loaded networks and the settings to compose them.
 
     Attributes:
@@ -72,39 +69,37 @@ class ModelVariants:
         return name in self.networks
 
     def attention_sides(self, scales: Sequence[float]) -> list[int]:
-        """Side of the attention maps the refinement network gives at each scale."""
+        """Side of the attention map of each scale: ceil(round(s * S) / stride) ("same"
+        convs of the refinement network)."""
         stride = self.networks["refinement"].output_stride
-        return attention_sides(self.image_size, scales, stride)
+        return [-(-round(s * self.image_size) // stride) for s in scales]
 
     def fully_convolutional_embedding(self) -> Any:
         """The stage-1 network in fully-convolutional form (Table 1 "original")."""
         return to_fully_convolutional(self.networks["embedding"])
 
     def concept_mask(self, refinement: str = "refinement", segmentation: str = "segmentation",
-                     supervised_vectors: np.ndarray | None = None) -> ConceptMask:
-        """A `ConceptMask` of the named networks (scales chosen by the segmentation one);
-        presence from the stage-1 network."""
+                     supervised_vectors: np.ndarray | None = None,
+                     weak_theta: float = 0.5) -> ConceptMask:
+        """A `ConceptMask` of the named networks: the one composition rule.
+
+        Scales are chosen by the segmentation network's config, presence is scored by the
+        stage-1 network, and the weak concepts' own map is the segmentation config's
+        `weak_attention`.
+        """
         scales = self.single_att_scales if segmentation == "segmentation_single_att" \
             else self.scales
         if supervised_vectors is not None and len(supervised_vectors) == 0:
             supervised_vectors = None
         return ConceptMask(self.networks[refinement], self.networks[segmentation],
                            self.image_size, scales, supervised_vectors=supervised_vectors,
+                           weak_theta=weak_theta,
                            presence_embedding=self.networks["embedding"],
                            weak_attention=self.weak_attention,
                            name=f"concept_mask_{refinement}_{segmentation}")
 
 
-def read_model_config(model_dir: str) -> dict[str, Any]:
-    """`<model_dir>/config.json` as {"stage", "config", "runtime"}; {} when absent."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def load_variants(models_dir: str, image_size: int | None = None) -> ModelVariants:
+def load_stage_networks(models_dir: str, image_size: int | None = None) -> StageNetworks:
     """Loads the networks of a models folder.
 
     Args:
@@ -126,7 +121,7 @@ def load_variants(models_dir: str, image_size: int | None = None) -> ModelVarian
     for name, stage in REQUIRED_DIRS.items():
         path = os.path.join(models_dir, name)
         try:
-            networks[name] = artifacts.load_stage_model(path, stage)
+            networks[name] = stage_files.load_stage_model(path, stage)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"required model missing: {e} (conceptmask-pipeline "
                                     f"trains all stages into <work_dir>/models)") from None
@@ -134,15 +129,15 @@ def load_variants(models_dir: str, image_size: int | None = None) -> ModelVarian
     missing = []
     for name, stage in OPTIONAL_DIRS.items():
         path = os.path.join(models_dir, name)
-        if os.path.exists(artifacts.model_path(path, stage)):
-            networks[name] = artifacts.load_stage_model(path, stage)
+        if os.path.exists(stage_files.model_path(path, stage)):
+            networks[name] = stage_files.load_stage_model(path, stage)
             model_dirs[name] = path
         else:
             logger.warning("%s is missing: %s are reported as null", path,
                            " and ".join(FEEDS[name]))
             missing.append(name)
             model_dirs[name] = None
-    configs = {name: read_model_config(path).get("config", {})
+    configs = {name: read_stage_config(path).get("config", {})
                for name, path in model_dirs.items() if path}
     if image_size is None:
         image_size = configs["segmentation"].get("image_size") or configs["refinement"].get(
@@ -156,7 +151,7 @@ def load_variants(models_dir: str, image_size: int | None = None) -> ModelVarian
         single = _scales(configs["segmentation_single_att"],
                          networks["segmentation_single_att"], scales)
     saliency_size = configs.get("saliency", {}).get("image_size")
-    return ModelVariants(models_dir, networks, model_dirs, missing, int(image_size), scales,
+    return StageNetworks(models_dir, networks, model_dirs, missing, int(image_size), scales,
                          single, None if saliency_size is None else int(saliency_size),
                          configs["segmentation"].get("weak_attention", "refined"))
 
@@ -179,21 +174,31 @@ def _scales(config: dict[str, Any], network: Any, default: Sequence[float]
     return scales
 
 
-def supervised_concepts(variants: ModelVariants, data_root: str,
+def supervised_concepts(networks: StageNetworks, data_root: str | None,
                         embeddings: ConceptEmbeddings) -> tuple[list[str], str]:
     """The box/mask-supervised concepts of the weak-concept rule (paper §4.4).
 
     The concepts stage 2 trained on (`target_concepts` in the refinement model's
-    config.json); failing that, the strong and weak_box concepts of splits.json that
-    contain no zero-shot word (DESIGN.md §3: those are no training target). Only concepts
-    with a word vector are kept.
+    config.json); failing that, the strong and weak_box concepts of the data root's
+    splits.json that contain no zero-shot word (DESIGN.md §3: those are no training
+    target). Only concepts with a word vector are kept.
+
+    Args:
+        networks: The loaded networks.
+        data_root: The data root, or None (then only target_concepts can name them).
+        embeddings: The word vectors.
 
     Returns:
         (concepts, where they came from: "refinement target_concepts", "splits.json" or
         "none").
     """
-    runtime = read_model_config(variants.model_dirs["refinement"]).get("runtime", {})
+    runtime = read_stage_config(networks.model_dirs["refinement"]).get("runtime", {})
     concepts, source = runtime.get("target_concepts"), "refinement target_concepts"
+    if not concepts and data_root is None:
+        logger.warning("%s/%s names no target_concepts and no data root was given: the "
+                       "weak-concept rule (paper §4.4) is off",
+                       networks.model_dirs["refinement"], CONFIG_FILE)
+        return [], "none"
     if not concepts:
         root = DataRoot(data_root)
         if os.path.exists(root.splits):

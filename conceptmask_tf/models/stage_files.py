@@ -1,17 +1,22 @@
 """Where a finished stage leaves its network, and how later steps load it.
 
 A stage's model dir holds `<stage>.keras` (the stage network, no training wrapper),
-`config.json` (resolved configuration and run facts, `config.load_config`),
-`checkpoints/<stage>-epochNNN.keras` and `logs/` (TensorBoard).
+`config.json` (resolved configuration and run facts, written by the training binaries:
+{"stage", "config", "runtime"}), `checkpoints/<stage>-epochNNN.keras` and `logs/`
+(TensorBoard).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 import keras
 
 import conceptmask_tf.models  # noqa: F401  (registers the custom layers for loading)
+
+CONFIG_FILE = "config.json"
 
 MODEL_FILES = {"embedding": "embedding.keras", "refinement": "refinement.keras",
                "segmentation": "segmentation.keras", "saliency": "saliency.keras"}
@@ -39,3 +44,12 @@ def load_stage_model(model_dir: str, stage: str) -> keras.Model:
         raise FileNotFoundError(f"{path} does not exist: train stage {stage!r} into "
                                 f"{model_dir} first ({_PRODUCER[stage]})")
     return keras.saving.load_model(path, compile=False)
+
+
+def read_stage_config(model_dir: str) -> dict[str, Any]:
+    """`<model_dir>/config.json` as {"stage", "config", "runtime"}; {} when absent."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

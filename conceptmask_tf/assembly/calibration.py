@@ -24,13 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from conceptmask_tf.base.metrics import binary_scores
+from conceptmask_tf.concepts.concept_sets import load_training_concepts
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.data.coco import decode_mask
 from conceptmask_tf.data.images import load_image
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.splits import read_split_ground_truth
 from conceptmask_tf.data.types import MaskedImage
-from conceptmask_tf.training.concept_sets import load_training_concepts
+from conceptmask_tf.models.graph_function import graph_function
 
 logger = logging.getLogger(__name__)
 
@@ -173,37 +175,6 @@ def choose_weak_theta(candidates: Sequence[float],
     return best_theta(scores), scores
 
 
-def set_weak_theta(model: Any, theta: float) -> None:
-    """Sets theta on a ConceptMask model.
-
-    `WeakConceptBlend.theta` is a Python float read when the layer is called (not a
-    variable): eager calls and functions traced afterwards (predict, export) see the new
-    value, functions traced before do not. `model.weak_theta` (what `get_config` saves) is
-    set too. A model without supervised vectors has no blend layer: only the attribute is
-    set (theta has no effect there).
-    """
-    if not 0.0 <= theta <= 1.0:
-        raise ValueError(f"theta must be in [0, 1], got {theta}")
-    if model.num_supervised > 0:
-        model.get_layer("weak_blend").theta = float(theta)
-    model.weak_theta = float(theta)
-    # Forget functions traced with the old value (predict/evaluate caches).
-    model.predict_function = None
-
-
-def _iou(probs: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None) -> float | None:
-    """IoU of probs >= 0.5 against a mask, outside `ignore`; None when the union is empty."""
-    predicted = probs >= 0.5
-    truth = truth.astype(bool)
-    if ignore is not None:
-        keep = ~ignore.astype(bool)
-        predicted, truth = predicted & keep, truth & keep
-    union = np.count_nonzero(predicted | truth)
-    if union == 0:
-        return None
-    return np.count_nonzero(predicted & truth) / union
-
-
 class _SplitPass:
     """Per-image concept batches of one val split and the model's outputs on them.
 
@@ -260,7 +231,7 @@ class _SplitPass:
         images = 0
         for image, item, concepts, present, vectors in self.batches():
             outputs = model({"image": image[None].astype(np.float32),
-                             "word_vectors": vectors}, training=False)
+                             "word_vectors": vectors.astype(np.float32)})
             similarity = np.asarray(outputs["similarity"])[0]  # [K]
             probs = np.asarray(outputs["mask_probs"])[0]  # [K, H, W]
             if positives is not None:
@@ -276,9 +247,10 @@ class _SplitPass:
                 if truth.any() and not truth.all():
                     inside.append(float(probs[k][truth].mean()))
                     outside.append(float(probs[k][~truth].mean()))
-                value = _iou(probs[k], truth, ignore)
-                if value is not None:
-                    per_concept[concept].append(value)
+                kept = truth if ignore is None else truth & ~ignore.astype(bool)
+                if not kept.any():
+                    continue  # nothing to score (outside the ignored region)
+                per_concept[concept].append(binary_scores(probs[k], truth, ignore)[2])
             images += 1
         means = [float(np.mean(v)) for v in per_concept.values()]
         return {"iou": float(np.mean(means)) if means else float("nan"),
@@ -290,7 +262,9 @@ class _SplitPass:
 def calibrate_model(model: Any, data_root: str, concepts_dir: str,
                     splits: Sequence[str] = ("strong", "weak_box", "weak_image"),
                     thetas: Sequence[float] = THETAS, max_images: int | None = None,
-                    criterion: str = "balanced_accuracy") -> dict[str, Any]:
+                    criterion: str = "balanced_accuracy",
+                    predict: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+                    ) -> dict[str, Any]:
     """Calibrates presence and theta of a ConceptMask model on `val/<split>.json` and sets them.
 
     Each validation image is one batch: all its present concepts (those with a mask) and its
@@ -302,7 +276,8 @@ def calibrate_model(model: Any, data_root: str, concepts_dir: str,
     If "weak_image" is among `splits` and the model has supervised vectors, every theta is tried on the weak_image images and the one
     with the best mean IoU is kept (`choose_weak_theta`); the other splits then run once with
     it. Masks are binarised at 0.5; IoU is per (image, concept), averaged per concept, then
-    over concepts. Images run one at a time, eagerly.
+    over concepts. Images run one at a time, through one graph function (`graph_function`):
+    theta is a weight, so trying each value needs no new trace.
 
     Args:
         model: A `conceptmask_tf.models.ConceptMask`.
@@ -312,6 +287,8 @@ def calibrate_model(model: Any, data_root: str, concepts_dir: str,
         thetas: Candidate thetas.
         max_images: Use at most this many images of each split (first in file order).
         criterion: Presence criterion, "balanced_accuracy" or "mcc".
+        predict: Runs the model on {"image", "word_vectors"} arrays; default
+            `graph_function(model)`.
 
     Returns:
         {"threshold", "scale", "theta", "presence": {"positives", "negatives",
@@ -328,6 +305,7 @@ def calibrate_model(model: Any, data_root: str, concepts_dir: str,
         ValueError: No present or no verified-absent pair in the validation images.
     """
     concepts = load_training_concepts(data_root, concepts_dir)
+    predict = predict or graph_function(model, concepts.embeddings.dim)
     passes = {split: _SplitPass(data_root, split, concepts.embeddings, max_images,
                                 concepts.excluded)
               for split in splits}
@@ -341,18 +319,18 @@ def calibrate_model(model: Any, data_root: str, concepts_dir: str,
         results: dict[float, dict[str, Any]] = {}
 
         def score(candidate: float) -> float:
-            set_weak_theta(model, candidate)
+            model.set_weak_theta(candidate)
             first = not results  # similarities do not depend on theta: collect them once
-            results[candidate] = weak.run(model, positives if first else None,
+            results[candidate] = weak.run(predict, positives if first else None,
                                           negatives if first else None)
             return results[candidate]["iou"]
 
         theta, theta_iou = choose_weak_theta(thetas, score)
         split_iou["weak_image"] = results[theta]
-    set_weak_theta(model, theta)
+    model.set_weak_theta(theta)
     for split, split_pass in passes.items():
         if split not in split_iou:
-            split_iou[split] = split_pass.run(model, positives, negatives)
+            split_iou[split] = split_pass.run(predict, positives, negatives)
     threshold, scale = calibrate_presence(positives, negatives, criterion)
     model.presence_score.set_calibration(threshold, scale)
     metrics = presence_metrics(positives, negatives, threshold)

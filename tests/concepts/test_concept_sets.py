@@ -6,12 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
-from conceptmask_tf.concepts.vocabulary import Vocabulary
-from conceptmask_tf.data.skips import SkipCounter
-from conceptmask_tf.data.tags import TagCorpus, read_tag_corpus
-from conceptmask_tf.data.types import TaggedImage
-from conceptmask_tf.training.concept_sets import (
+from conceptmask_tf.concepts.concept_sets import (
     BOX_LEVELS,
     HELD_OUT_FACT,
     MASK_LEVELS,
@@ -26,6 +21,11 @@ from conceptmask_tf.training.concept_sets import (
     soft_topic_targets,
     tag_row_matrix,
 )
+from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
+from conceptmask_tf.concepts.vocabulary import Vocabulary
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.data.tags import TagCorpus, read_tag_corpus
+from conceptmask_tf.data.types import TaggedImage
 
 
 def test_soft_topic_targets_give_zero_shot_tags_no_weight(world):

@@ -1,0 +1,162 @@
+"""The training skeleton every stage shares; a stage fills in only where it differs.
+
+`Stage.train` runs the steps common to all stages, in this order:
+
+1. `runner.training_runtime` (seeds, strategy, dtype policy);
+2. the training concepts (`load_concepts`) and the run's `SkipCounter`;
+3. the stage's training examples (`read_examples`);
+4. `runner.resolved_config` (steps per epoch, XLA, a worker's model dir);
+5. in the strategy scope: the networks (`build`), compiled with `runner.make_optimizer`
+   and the runtime's XLA setting;
+6. the training pipeline (`dataset`, given `runner.training_input_options`);
+7. the TensorBoard pictures (`pictures`) and config.json facts (`facts`, after the
+   "num_examples" fact the skeleton writes);
+8. `runner.fit_stage` (bad-record check, config.json, resume, fit, save as `model_file`).
+
+A stage variant is a subclass that overrides the hooks it changes, e.g.:
+
+    class NoTagLossEmbedding(embedding.EmbeddingStage):
+        def build(self, config, concepts, examples):
+            built = super().build(config, concepts, examples)
+            return dataclasses.replace(built, loss_weights={"embedding": 1.0, "tags": 0.0})
+
+    result = NoTagLossEmbedding().train(config)
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+import keras
+import tensorflow as tf
+
+from conceptmask_tf.concepts.concept_sets import TrainingConcepts, load_training_concepts
+from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.training import runner
+from conceptmask_tf.training.config import TrainingConfig
+from conceptmask_tf.training.summary_images import Pictures
+
+ConfigT = TypeVar("ConfigT", bound=TrainingConfig)
+ExamplesT = TypeVar("ExamplesT")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltStage:
+    """What a stage's `build` makes in the strategy scope; the skeleton compiles it.
+
+    Attributes:
+        stage_model: The network saved at the end (and in checkpoints).
+        trainer: The model `fit` runs (the stage network itself, or a wrapper around it).
+        loss: `compile`'s loss (None: the trainer computes its loss itself).
+        loss_weights: `compile`'s loss weights.
+    """
+
+    stage_model: keras.Model
+    trainer: keras.Model
+    loss: Any = None
+    loss_weights: Any = None
+
+
+class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
+    """One training stage: the shared skeleton (`train`) and the stage's hooks.
+
+    Hooks take the configuration resolved by `runner.resolved_config` (except
+    `load_concepts` and `read_examples`, which run before it), the training concepts
+    (None where `load_concepts` gives none) and what `read_examples` returned.
+
+    Attributes:
+        model_file: File name of the final network in the model dir.
+    """
+
+    model_file: ClassVar[str]
+
+    def train(self, config: ConfigT, callbacks: Sequence[keras.callbacks.Callback] = (),
+              strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
+        """Trains the stage and writes `<model_dir>/<model_file>` and config.json.
+
+        Rerunning with the same model_dir resumes an interrupted run from its last backup.
+
+        Args:
+            config: The stage's configuration.
+            callbacks: Extra Keras callbacks.
+            strategy: Use this tf.distribute strategy instead of creating the configured
+                one (share one between stages run in the same process).
+
+        Returns:
+            The trained stage network, history and paths.
+        """
+        with runner.training_runtime(config, strategy) as runtime:
+            concepts = self.load_concepts(config)
+            skips = SkipCounter(config.data_root)
+            examples, num_examples = self.read_examples(config, concepts, skips)
+            config = runner.resolved_config(config, num_examples, runtime)
+            with runtime.strategy.scope():
+                built = self.build(config, concepts, examples)
+                built.trainer.compile(optimizer=runner.make_optimizer(config), loss=built.loss,
+                                      loss_weights=built.loss_weights,
+                                      jit_compile=runtime.jit_compile)
+            dataset = self.dataset(config, examples, built,
+                                   runner.training_input_options(config, skips))
+            return runner.fit_stage(
+                built.trainer, dataset, config=config, runtime=runtime,
+                stage_model=built.stage_model, model_file=self.model_file,
+                num_examples=num_examples,
+                pictures=self.pictures(config, concepts, examples, built),
+                facts={"num_examples": num_examples,
+                       **self.facts(config, concepts, examples, built)},
+                skips=skips, callbacks=callbacks)
+
+    def load_concepts(self, config: ConfigT) -> TrainingConcepts | None:
+        """The training concepts the hooks get (`load_training_concepts` by default).
+
+        Raises:
+            FileNotFoundError: A concepts file is missing.
+        """
+        return load_training_concepts(config.data_root, config.concepts_dir)
+
+    @abc.abstractmethod
+    def read_examples(self, config: ConfigT, concepts: TrainingConcepts | None,
+                      skips: SkipCounter) -> tuple[ExamplesT, int]:
+        """Reads the training examples.
+
+        Args:
+            config: The configuration as given (not resolved yet).
+            concepts: From `load_concepts`.
+            skips: Counts the records dropped.
+
+        Returns:
+            (what the other hooks get as `examples`, the number of training examples
+            before the image file checks).
+        """
+
+    @abc.abstractmethod
+    def build(self, config: ConfigT, concepts: TrainingConcepts | None,
+              examples: ExamplesT) -> BuiltStage:
+        """The stage network and the model `fit` runs, with its losses (called in the
+        strategy scope; the skeleton compiles the trainer)."""
+
+    @abc.abstractmethod
+    def dataset(self, config: ConfigT, examples: ExamplesT, built: BuiltStage,
+                input_options: dict[str, Any]) -> tf.data.Dataset:
+        """The repeating training pipeline.
+
+        Args:
+            config: The resolved configuration.
+            examples: From `read_examples`.
+            built: From `build`, compiled.
+            input_options: `runner.training_input_options` (the run's skips included).
+        """
+
+    def pictures(self, config: ConfigT, concepts: TrainingConcepts | None,
+                 examples: ExamplesT, built: BuiltStage) -> Pictures | None:
+        """TensorBoard pictures drawn each epoch (None by default: no pictures)."""
+        return None
+
+    def facts(self, config: ConfigT, concepts: TrainingConcepts | None, examples: ExamplesT,
+              built: BuiltStage) -> dict[str, Any]:
+        """The stage's facts for config.json's "runtime" section, after "num_examples"
+        (none by default)."""
+        return {}
