@@ -29,6 +29,7 @@ from conceptmask_tf.evaluation.eval_set import (
 from conceptmask_tf.models import ConceptAttention, ConceptMask
 from conceptmask_tf.models._tensors import channels_to_concepts, resize, resize_concept_maps
 from conceptmask_tf.models.graph_function import graph_function
+from conceptmask_tf.models.multi_scale_attention import refine_image
 
 Predictor = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
@@ -183,24 +184,19 @@ class AttentionMaps:
         vectors = tf.convert_to_tensor(inputs["word_vectors"], tf.float32)  # [B, K, D]
         resized = resize(image, (self.image_size, self.image_size))
 
-        def upsample(maps):  # [B, h, w, K] -> [B, K, H, W]; transposed while small
-            return resize_concept_maps(channels_to_concepts(maps), tf.shape(image)[1:3])
+        def upsample(maps):  # [B, K, h, w] -> [B, K, H, W]
+            return resize_concept_maps(maps, tf.shape(image)[1:3])
 
         embedding_map = self.embedding(resized, training=False)["embedding_map"]
-        maps = {"original": upsample(self.similarity(embedding_map, vectors))}
-        logits, coarse = _refine(self.refinement, resized, vectors)
-        maps["original_finetuned"] = upsample(coarse)
-        maps["refined"] = upsample(tf.sigmoid(logits))
+        maps = {"original": upsample(channels_to_concepts(
+            self.similarity(embedding_map, vectors)))}  # transposed while small
+        refined = refine_image(self.refinement, resized, vectors)
+        maps["original_finetuned"] = upsample(refined["coarse"])
+        maps["refined"] = upsample(refined["attention"])
         if self.refinement_no_neg is not None:
-            logits, _ = _refine(self.refinement_no_neg, resized, vectors)
-            maps["refined_noneg"] = upsample(tf.sigmoid(logits))
+            maps["refined_noneg"] = upsample(refine_image(self.refinement_no_neg, resized,
+                                                          vectors)["attention"])
         return maps
-
-
-def _refine(refinement: Any, image: tf.Tensor, vectors: tf.Tensor) -> tuple[Any, Any]:
-    """(logits, coarse) [B, h, w, K] of any word vectors (works for either concept_input)."""
-    embedded = refinement.embedding(image, training=False)
-    return refinement.refine(embedded["embedding_map"], vectors)
 
 
 def presence_model(model: ConceptMask) -> keras.Model:

@@ -13,6 +13,7 @@ from keras import ops
 from conceptmask_tf.models._tensors import channels_to_concepts
 from conceptmask_tf.models.concept_attention import ConceptAttention
 from conceptmask_tf.models.fully_convolutional_embedding import to_fully_convolutional
+from conceptmask_tf.models.multi_scale_attention import MultiScaleAttention
 from conceptmask_tf.models.nearest_supervised_concept import NearestSupervisedConcept
 from conceptmask_tf.models.presence_score import PresenceScore
 from conceptmask_tf.models.refinement_model import RefinementModel
@@ -118,18 +119,17 @@ class ConceptMask(keras.Model):
             # [B, K, 1, 1]: 1 keeps the refined map (supervised concepts).
             keep_refined = ops.expand_dims(ops.expand_dims(is_supervised, -1), -1)
         resized = ResizeImages(image_size, name="resize_image")(image)
+        multi_scale = MultiScaleAttention(refinement, image_size, attention_scales)
         attention_maps, embedding, stage1_embedding = [], None, None
-        for i, scale in enumerate(attention_scales):
-            scaled = ResizeImages(round(scale * image_size), name=f"resize_scale_{i}")(image)
-            embedded = refinement.embedding(scaled)
-            logits, _ = refinement.refine(embedded["embedding_map"], queried)
-            attention = channels_to_concepts(ops.sigmoid(logits))  # [B, K or 2K, h, w]
+        for i in range(len(attention_scales)):
+            refined = multi_scale.at_scale(i, image, queried)
+            attention = refined["attention"]  # [B, K or 2K, h, w]
             if use_original:
                 own, neighbour = ops.split(attention, 2, axis=1)
-                stage1_outputs = stage1(scaled)
+                stage1_outputs = stage1(refined["image"])
                 original = channels_to_concepts(ops.clip(coarse_attention(
                     stage1_outputs["embedding_map"], vectors), 0.0, 1.0))
-                if round(scale * image_size) == image_size and stage1_embedding is None:
+                if multi_scale.input_sides[i] == image_size and stage1_embedding is None:
                     # The pooled output of the same pass: presence needs no pass of its own.
                     stage1_embedding = stage1_outputs["embedding"]
                 own = keep_refined * own + (1.0 - keep_refined) * original
@@ -138,7 +138,7 @@ class ConceptMask(keras.Model):
                 attention = blend(attention, is_supervised)  # [B, K, h, w]
             attention_maps.append(attention)
             if embedding is None:
-                embedding = embedded["embedding"]
+                embedding = refined["embedding"]
         if stage1_embedding is not None:
             embedding = stage1_embedding
         elif presence_embedding is not None:

@@ -48,7 +48,8 @@ from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import MaskedImage
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.losses import MaskLoss
-from conceptmask_tf.models import RefinementModel, ResizeImages, SegmentationModel, stage_files
+from conceptmask_tf.models import RefinementModel, SegmentationModel, stage_files
+from conceptmask_tf.models.multi_scale_attention import MultiScaleAttention
 from conceptmask_tf.training import runner
 from conceptmask_tf.training.config import SegmentationConfig, TrainingConfig
 from conceptmask_tf.training.stage import BuiltStage, Stage
@@ -98,8 +99,7 @@ class SegmentationTrainer(keras.Model):
         self.segmentation = segmentation
         self.refinement = refinement
         self.refinement.trainable = False
-        self.resizers = [ResizeImages(round(scale * image_size), name=f"resize_scale_{i}")
-                         for i, scale in enumerate(attention_scales)]
+        self.multi_scale = MultiScaleAttention(refinement, image_size, attention_scales)
         self.mask_loss = MaskLoss(positive_weight)
         self.guided_attention_rate = float(guided_attention_rate)
         self.guide_seeds = keras.random.SeedGenerator(seed, name="guide_seeds")
@@ -107,17 +107,14 @@ class SegmentationTrainer(keras.Model):
 
     def attention_maps(self, image, concept_ids) -> list:
         """Refined attention [B, K, h_a, w_a] of concept ids [B, K] at each scale (no gradient)."""
-        maps = []
-        for resize in self.resizers:
-            attention = self.refinement({"image": resize(image), "concept_ids": concept_ids},
-                                        training=False)["attention"]
-            maps.append(ops.stop_gradient(attention))
-        return maps
+        vectors = self.refinement.vocabulary.lookup(concept_ids)  # [B, K, D]
+        return [ops.stop_gradient(attention)
+                for attention in self.multi_scale(image, vectors, training=False)]
 
     def call(self, features, training=False):
         image = features["image"]  # [B, S, S, 3]
         if "attention_0" in features:
-            maps = [features[f"attention_{a}"] for a in range(len(self.resizers))]
+            maps = [features[f"attention_{a}"] for a in range(len(self.multi_scale.scales))]
         else:
             # int32 again: Keras' symbolic build under MirroredStrategy averages the batch.
             concept_ids = ops.expand_dims(ops.cast(features["concept_id"], "int32"), 1)
@@ -249,7 +246,7 @@ def attention_cache(trainer: SegmentationTrainer, dataset: tf.data.Dataset
     """
     start = time.perf_counter()
     compute = tf.function(trainer.attention_maps, reduce_retracing=True)
-    parts: list[list[np.ndarray]] = [[] for _ in trainer.resizers]
+    parts: list[list[np.ndarray]] = [[] for _ in trainer.multi_scale.scales]
     for features, _ in dataset:
         ids = tf.expand_dims(tf.cast(features["concept_id"], tf.int32), 1)  # [B, 1]
         for part, maps in zip(parts, compute(features["image"], ids)):
