@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import tensorflow as tf
 
     from conceptmask_tf.data.coco import read_coco_instances
+    from conceptmask_tf.data.datasets.segmentation import segmentation_dataset
     from conceptmask_tf.data.layout import DataRoot
-    from conceptmask_tf.data.pipelines.segmentation import segmentation_dataset
     from conceptmask_tf.data.skips import SkipCounter
 
     root = DataRoot(args.data_root)

@@ -96,7 +96,7 @@ def former_implementations() -> contextlib.AbstractContextManager:
     import tensorflow as tf
 
     from conceptmask_tf.models import ConceptDecoderBlock
-    from conceptmask_tf.models._tensors import fold_concepts, resize, unfold_concepts
+    from conceptmask_tf.models.tensor_ops import fold_concepts, resize, unfold_concepts
 
     def decoder_call(self, image_features, attention, previous=None):
         num_concepts = tf.shape(attention)[1]

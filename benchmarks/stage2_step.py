@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     from conceptmask_tf.concepts.concept_sets import load_training_concepts
-    from conceptmask_tf.data.pipelines import refinement_dataset
+    from conceptmask_tf.data.datasets import refinement_dataset
     from conceptmask_tf.data.skips import SkipCounter
     from conceptmask_tf.models import freeze_backbone_before
-    from conceptmask_tf.training import refinement, runner
+    from conceptmask_tf.training import fit, refinement
     from conceptmask_tf.training.config import RefinementConfig
 
     config = preset_config(RefinementConfig, args.flagfile, [
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             concepts)
         if finetune_from and not share:
             freeze_backbone_before(built.refinement.embedding.backbone, finetune_from)
-        built.compile(optimizer=runner.make_optimizer(config), jit_compile=False)
+        built.compile(optimizer=fit.make_optimizer(config), jit_compile=False)
         built.make_train_function()
         return built
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         next(iter(trainers.values())).refinement.embedding, config.image_size)
     dataset = refinement_dataset(
         config.data_root, boxed, index, image_size=config.image_size, mask_size=mask_size,
-        max_concepts=config.max_concepts, **runner.training_input_options(config, skips))
+        max_concepts=config.max_concepts, **fit.training_input_options(config, skips))
     batch = next(iter(dataset))
     medians = median_step_ms(
         {name: lambda built=built: built.train_function(iter([batch]))

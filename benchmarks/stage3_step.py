@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     from conceptmask_tf.concepts.concept_sets import load_training_concepts
-    from conceptmask_tf.data.pipelines import segmentation_dataset
+    from conceptmask_tf.data.datasets import segmentation_dataset
     from conceptmask_tf.data.skips import SkipCounter
-    from conceptmask_tf.training import runner, segmentation
+    from conceptmask_tf.training import fit, segmentation
     from conceptmask_tf.training.config import SegmentationConfig
 
     config = preset_config(SegmentationConfig, args.flagfile, [
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     skips = SkipCounter(config.data_root)
     masked, index = segmentation.mask_targets(config, concepts, skips)
     trainer = segmentation.build_trainer(config, concepts)
-    trainer.compile(optimizer=runner.make_optimizer(config), jit_compile=False)
+    trainer.compile(optimizer=fit.make_optimizer(config), jit_compile=False)
     trainer.make_train_function()
 
     eval_data = segmentation_dataset(config.data_root, masked, index,
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cache_s = time.perf_counter() - start
     dataset = segmentation_dataset(config.data_root, masked, index,
                                    image_size=config.image_size, attention=cached,
-                                   **runner.training_input_options(config, skips))
+                                   **fit.training_input_options(config, skips))
     if config.guided_attention_rate > 0:
         dataset = dataset.map(lambda x, y: ({**x, "guide_mask": y["mask"]}, y))
     with_maps = next(iter(dataset))

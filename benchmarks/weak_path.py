@@ -43,7 +43,7 @@ from conceptmask_tf.evaluation.predictors import (
 )
 from conceptmask_tf.evaluation.segmentation_evaluation import evaluate_segmentation
 from conceptmask_tf.models import NormalizeAttention
-from conceptmask_tf.models._tensors import resize_concept_maps
+from conceptmask_tf.models.tensor_ops import resize_concept_maps
 
 
 class WithBlend:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conceptmask_tf.data import boxes, coco, splits, tags
+from conceptmask_tf.data.datasets import refinement_dataset, segmentation_dataset
 from conceptmask_tf.data.layout import SPLITS, DataRoot
-from conceptmask_tf.data.pipelines import refinement_dataset, segmentation_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.world import WorldConfig, generate_world
 

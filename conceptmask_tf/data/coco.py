@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data._gc import gc_paused
-from conceptmask_tf.data._records import get_field, is_int, load_json, require_dict, require_list
+from conceptmask_tf.data.records import get_field, is_int, load_json, require_dict, require_list
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import ConceptMask, MaskedImage, Rle
 from conceptmask_tf.errors import DataError

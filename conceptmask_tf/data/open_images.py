@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from conceptmask_tf.base.names import normalize_concept
-from conceptmask_tf.data._box_geometry import clip_boxes
 from conceptmask_tf.data._gc import gc_paused
+from conceptmask_tf.data.box_geometry import clip_boxes
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import BoxedImage, ConceptBox
 from conceptmask_tf.errors import DataError

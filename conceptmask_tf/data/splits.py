@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data import coco
-from conceptmask_tf.data._records import load_json, require_dict
 from conceptmask_tf.data.layout import SPLITS, DataRoot
+from conceptmask_tf.data.records import load_json, require_dict
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import MaskedImage
 from conceptmask_tf.errors import DataError

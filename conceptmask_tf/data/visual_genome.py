@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from conceptmask_tf.base.names import normalize_concept
-from conceptmask_tf.data._box_geometry import clip_boxes
 from conceptmask_tf.data._gc import gc_paused
-from conceptmask_tf.data._records import get_field, load_json, require_dict, require_list
+from conceptmask_tf.data.box_geometry import clip_boxes
+from conceptmask_tf.data.records import get_field, load_json, require_dict, require_list
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import BoxedImage, ConceptBox
 from conceptmask_tf.errors import DataError

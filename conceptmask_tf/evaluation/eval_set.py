@@ -28,10 +28,10 @@ from pycocotools import mask as mask_utils
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.data import coco
-from conceptmask_tf.data._records import load_json, require_dict
 from conceptmask_tf.data.boxes import rasterize_boxes
 from conceptmask_tf.data.images import check_images, read_image
 from conceptmask_tf.data.layout import SPLITS, DataRoot
+from conceptmask_tf.data.records import load_json, require_dict
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.splits import GROUND_TRUTH_KINDS, read_split_ground_truth
 from conceptmask_tf.data.types import ConceptBox, ConceptMask, MaskedImage

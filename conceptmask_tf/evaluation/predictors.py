@@ -27,9 +27,9 @@ from conceptmask_tf.evaluation.eval_set import (
     pad_concepts,
 )
 from conceptmask_tf.models import ConceptAttention, ConceptMask
-from conceptmask_tf.models._tensors import channels_to_concepts, resize, resize_concept_maps
 from conceptmask_tf.models.graph_function import graph_function
 from conceptmask_tf.models.multi_scale_attention import refine_image
+from conceptmask_tf.models.tensor_ops import channels_to_concepts, resize, resize_concept_maps
 
 Predictor = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 

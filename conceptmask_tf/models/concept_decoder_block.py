@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from conceptmask_tf.models._tensors import fold_concepts, resize, unfold_concepts
+from conceptmask_tf.models.tensor_ops import fold_concepts, resize, unfold_concepts
 
 
 @keras.saving.register_keras_serializable(package="conceptmask_tf")

@@ -10,7 +10,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from conceptmask_tf.models._tensors import channels_to_concepts
 from conceptmask_tf.models.concept_attention import ConceptAttention
 from conceptmask_tf.models.fully_convolutional_embedding import to_fully_convolutional
 from conceptmask_tf.models.multi_scale_attention import MultiScaleAttention
@@ -20,6 +19,7 @@ from conceptmask_tf.models.refinement_model import RefinementModel
 from conceptmask_tf.models.resize_images import ResizeImages
 from conceptmask_tf.models.resize_maps import ResizeMaps
 from conceptmask_tf.models.segmentation_model import SegmentationModel
+from conceptmask_tf.models.tensor_ops import channels_to_concepts
 from conceptmask_tf.models.weak_concept_blend import WeakConceptBlend
 
 WEAK_ATTENTION_SOURCES = ("refined", "original")

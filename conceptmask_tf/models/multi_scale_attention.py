@@ -12,8 +12,8 @@ from typing import Any
 
 from keras import ops
 
-from conceptmask_tf.models._tensors import channels_to_concepts
 from conceptmask_tf.models.resize_images import ResizeImages
+from conceptmask_tf.models.tensor_ops import channels_to_concepts
 
 
 def refine_image(refinement: Any, image: Any, concept_vectors: Any,

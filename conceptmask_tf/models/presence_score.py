@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from conceptmask_tf.models._tensors import l2_normalize
+from conceptmask_tf.models.tensor_ops import l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="conceptmask_tf")

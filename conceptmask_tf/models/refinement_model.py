@@ -9,10 +9,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from conceptmask_tf.models._tensors import channels_to_concepts
 from conceptmask_tf.models.concept_attention import ConceptAttention
 from conceptmask_tf.models.concept_refinement import ConceptRefinement
 from conceptmask_tf.models.fully_convolutional_embedding import FullyConvolutionalEmbedding
+from conceptmask_tf.models.tensor_ops import channels_to_concepts
 from conceptmask_tf.models.vocabulary_attention import VocabularyAttention
 
 CONCEPT_INPUTS = ("ids", "vectors")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from conceptmask_tf.models._tensors import resize_concept_maps
+from conceptmask_tf.models.tensor_ops import resize_concept_maps
 
 
 @keras.saving.register_keras_serializable(package="conceptmask_tf")

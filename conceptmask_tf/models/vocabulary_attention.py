@@ -8,8 +8,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from conceptmask_tf.models._tensors import l2_normalize
 from conceptmask_tf.models.concept_attention import SIMILARITIES
+from conceptmask_tf.models.tensor_ops import l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="conceptmask_tf")

@@ -14,7 +14,7 @@ Modules:
     saliency: the saliency baseline's `train` (a concept-blind foreground network of the
         stage-3 architecture; the evaluation's `saliency` row).
     stage: the skeleton every stage fills in (`Stage`: read examples, build, fit).
-    runner, strategy, callbacks, summary_images: what the stages share (runtime, fit,
+    fit, strategy, callbacks, summary_images: what the stages share (runtime, fit,
         resume, checkpoints, TensorBoard pictures).
 
 The model-dir layout is `conceptmask_tf.models.stage_files`; the targets per stage

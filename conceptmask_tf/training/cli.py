@@ -22,8 +22,8 @@ from absl import app, flags
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.training.config import TrainingConfig
 
-if TYPE_CHECKING:  # the runner imports TensorFlow
-    from conceptmask_tf.training.runner import TrainResult
+if TYPE_CHECKING:  # training.fit imports TensorFlow
+    from conceptmask_tf.training.fit import TrainResult
 
 # Flags defined here belong to the binary that asks for them (shown by its --help).
 flags.disclaim_key_flags()

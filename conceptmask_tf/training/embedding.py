@@ -26,8 +26,8 @@ from conceptmask_tf.concepts.concept_sets import (
     soft_topic_targets,
     tag_row_matrix,
 )
+from conceptmask_tf.data.datasets import embedding_dataset
 from conceptmask_tf.data.layout import DataRoot
-from conceptmask_tf.data.pipelines import embedding_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import read_tag_corpus
 from conceptmask_tf.errors import DataError
@@ -39,7 +39,7 @@ from conceptmask_tf.models import (
     stage_files,
     to_fully_convolutional,
 )
-from conceptmask_tf.training import runner
+from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import EmbeddingConfig
 from conceptmask_tf.training.stage import BuiltStage, Stage
 from conceptmask_tf.training.summary_images import (
@@ -115,7 +115,7 @@ class EmbeddingStage(Stage[EmbeddingConfig, TagExamples]):
 
 def train(config: EmbeddingConfig,
           callbacks: Sequence[keras.callbacks.Callback] = (),
-          strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
+          strategy: tf.distribute.Strategy | None = None) -> fit.TrainResult:
     """Trains stage 1 and writes `<model_dir>/embedding.keras` and config.json.
 
     Rerunning with the same model_dir resumes an interrupted run from its last backup.

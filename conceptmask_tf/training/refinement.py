@@ -29,8 +29,8 @@ from conceptmask_tf.concepts.concept_sets import (
 )
 from conceptmask_tf.concepts.overlap import OverlapMatrix, gamma_from_overlap
 from conceptmask_tf.data.boxes import load_box_images
+from conceptmask_tf.data.datasets import num_refinement_examples, refinement_dataset
 from conceptmask_tf.data.layout import DataRoot
-from conceptmask_tf.data.pipelines import num_refinement_examples, refinement_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import read_oi_verified_labels
 from conceptmask_tf.data.types import BoxedImage
@@ -52,7 +52,7 @@ from conceptmask_tf.models import (
     stage_files,
     to_fully_convolutional,
 )
-from conceptmask_tf.training import runner
+from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import MATCHING_BINARIZE, RefinementConfig
 from conceptmask_tf.training.stage import BuiltStage, Stage
 from conceptmask_tf.training.summary_images import (
@@ -319,7 +319,7 @@ class RefinementStage(Stage[RefinementConfig, BoxExamples]):
 
 def train(config: RefinementConfig,
           callbacks: Sequence[keras.callbacks.Callback] = (),
-          strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
+          strategy: tf.distribute.Strategy | None = None) -> fit.TrainResult:
     """Trains stage 2 from a stage-1 model dir; writes `<model_dir>/refinement.keras`.
 
     Targets: box concepts of the strong and weak_box levels; matching concepts: any

@@ -23,12 +23,12 @@ from keras import ops
 
 from conceptmask_tf.concepts.concept_sets import MASK_LEVELS, load_training_concepts
 from conceptmask_tf.data.coco import merge_instances
-from conceptmask_tf.data.pipelines import segmentation_dataset
+from conceptmask_tf.data.datasets import segmentation_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import ConceptMask, MaskedImage
 from conceptmask_tf.losses import MaskLoss
 from conceptmask_tf.models import SegmentationModel, stage_files
-from conceptmask_tf.training import runner
+from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import SaliencyConfig
 from conceptmask_tf.training.segmentation import mask_targets
 from conceptmask_tf.training.stage import BuiltStage, Stage
@@ -156,7 +156,7 @@ class SaliencyStage(Stage[SaliencyConfig, ForegroundExamples]):
 
 def train(config: SaliencyConfig,
           callbacks: Sequence[keras.callbacks.Callback] = (),
-          strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
+          strategy: tf.distribute.Strategy | None = None) -> fit.TrainResult:
     """Trains the saliency baseline; writes `<model_dir>/saliency.keras`.
 
     Args:

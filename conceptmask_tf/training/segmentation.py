@@ -42,15 +42,15 @@ from conceptmask_tf.concepts.concept_sets import (
     TrainingConcepts,
 )
 from conceptmask_tf.data.coco import read_coco_instances
+from conceptmask_tf.data.datasets import num_segmentation_examples, segmentation_dataset
 from conceptmask_tf.data.layout import DataRoot
-from conceptmask_tf.data.pipelines import num_segmentation_examples, segmentation_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import MaskedImage
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.losses import MaskLoss
 from conceptmask_tf.models import RefinementModel, SegmentationModel, stage_files
 from conceptmask_tf.models.multi_scale_attention import MultiScaleAttention
-from conceptmask_tf.training import runner
+from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import SegmentationConfig, TrainingConfig
 from conceptmask_tf.training.stage import BuiltStage, Stage
 from conceptmask_tf.training.summary_images import (
@@ -210,7 +210,7 @@ class SegmentationStage(Stage[SegmentationConfig, MaskExamples]):
 
 def train(config: SegmentationConfig,
           callbacks: Sequence[keras.callbacks.Callback] = (),
-          strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
+          strategy: tf.distribute.Strategy | None = None) -> fit.TrainResult:
     """Trains stage 3 from a stage-2 model dir; writes `<model_dir>/segmentation.keras`.
 
     Targets: masks (coco/instances_train.json) of strong concepts only (never a zero-shot

@@ -2,16 +2,16 @@
 
 `Stage.train` runs the steps common to all stages, in this order:
 
-1. `runner.training_runtime` (seeds, strategy, dtype policy);
+1. `fit.training_runtime` (seeds, strategy, dtype policy);
 2. the training concepts (`load_concepts`) and the run's `SkipCounter`;
 3. the stage's training examples (`read_examples`);
-4. `runner.resolved_config` (steps per epoch, XLA, a worker's model dir);
-5. in the strategy scope: the networks (`build`), compiled with `runner.make_optimizer`
+4. `fit.resolved_config` (steps per epoch, XLA, a worker's model dir);
+5. in the strategy scope: the networks (`build`), compiled with `fit.make_optimizer`
    and the runtime's XLA setting;
-6. the training pipeline (`dataset`, given `runner.training_input_options`);
+6. the training pipeline (`dataset`, given `fit.training_input_options`);
 7. the TensorBoard pictures (`pictures`) and config.json facts (`facts`, after the
    "num_examples" fact the skeleton writes);
-8. `runner.fit_stage` (bad-record check, config.json, resume, fit, save as `model_file`).
+8. `fit.fit_stage` (bad-record check, config.json, resume, fit, save as `model_file`).
 
 A stage variant is a subclass that overrides the hooks it changes, e.g.:
 
@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from conceptmask_tf.concepts.concept_sets import TrainingConcepts, load_training_concepts
 from conceptmask_tf.data.skips import SkipCounter
-from conceptmask_tf.training import runner
+from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import TrainingConfig
 from conceptmask_tf.training.summary_images import Pictures
 
@@ -63,7 +63,7 @@ class BuiltStage:
 class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
     """One training stage: the shared skeleton (`train`) and the stage's hooks.
 
-    Hooks take the configuration resolved by `runner.resolved_config` (except
+    Hooks take the configuration resolved by `fit.resolved_config` (except
     `load_concepts` and `read_examples`, which run before it), the training concepts
     (None where `load_concepts` gives none) and what `read_examples` returned.
 
@@ -74,7 +74,7 @@ class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
     model_file: ClassVar[str]
 
     def train(self, config: ConfigT, callbacks: Sequence[keras.callbacks.Callback] = (),
-              strategy: tf.distribute.Strategy | None = None) -> runner.TrainResult:
+              strategy: tf.distribute.Strategy | None = None) -> fit.TrainResult:
         """Trains the stage and writes `<model_dir>/<model_file>` and config.json.
 
         Rerunning with the same model_dir resumes an interrupted run from its last backup.
@@ -88,19 +88,19 @@ class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
         Returns:
             The trained stage network, history and paths.
         """
-        with runner.training_runtime(config, strategy) as runtime:
+        with fit.training_runtime(config, strategy) as runtime:
             concepts = self.load_concepts(config)
             skips = SkipCounter(config.data_root)
             examples, num_examples = self.read_examples(config, concepts, skips)
-            config = runner.resolved_config(config, num_examples, runtime)
+            config = fit.resolved_config(config, num_examples, runtime)
             with runtime.strategy.scope():
                 built = self.build(config, concepts, examples)
-                built.trainer.compile(optimizer=runner.make_optimizer(config), loss=built.loss,
+                built.trainer.compile(optimizer=fit.make_optimizer(config), loss=built.loss,
                                       loss_weights=built.loss_weights,
                                       jit_compile=runtime.jit_compile)
             dataset = self.dataset(config, examples, built,
-                                   runner.training_input_options(config, skips))
-            return runner.fit_stage(
+                                   fit.training_input_options(config, skips))
+            return fit.fit_stage(
                 built.trainer, dataset, config=config, runtime=runtime,
                 stage_model=built.stage_model, model_file=self.model_file,
                 num_examples=num_examples,
@@ -147,7 +147,7 @@ class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
             config: The resolved configuration.
             examples: From `read_examples`.
             built: From `build`, compiled.
-            input_options: `runner.training_input_options` (the run's skips included).
+            input_options: `fit.training_input_options` (the run's skips included).
         """
 
     def pictures(self, config: ConfigT, concepts: TrainingConcepts | None,

@@ -12,13 +12,13 @@ from absl import flags
 from PIL import Image
 
 from conceptmask_tf.concepts.build import build_concepts
-from conceptmask_tf.data import _box_geometry, coco, images
+from conceptmask_tf.data import box_geometry, coco, images
 from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.world import WorldConfig, generate_world
 from conceptmask_tf.errors import DataError
-from conceptmask_tf.training import cli, embedding, runner
+from conceptmask_tf.training import cli, embedding, fit
 from conceptmask_tf.training.config import EmbeddingConfig
 
 TINY = {"image_size": 32, "batch_size": 8, "epochs": 1, "hidden_dims": (16, 16),
@@ -86,7 +86,7 @@ def test_training_skips_counts_and_reports_bad_images_and_runs_to_the_end(bad_wo
                              **TINY)
     result = embedding.train(config)
     assert result.steps == 6
-    assert result.skips.count_of(runner.BAD_IMAGE_FILE_REASONS) == 3
+    assert result.skips.count_of(fit.BAD_IMAGE_FILE_REASONS) == 3
     assert {r: result.skips.counts[r] for r in (images.TRUNCATED, images.EMPTY)} == {
         images.TRUNCATED: 2, images.EMPTY: 1}
     assert sorted(e for r in (images.TRUNCATED, images.EMPTY)
@@ -144,14 +144,14 @@ def test_boxes_and_polygons_outside_their_image_are_counted_bad_records(tmp_path
                                       skips=skips)
     assert [b.image for b in boxed] == ["images/a.jpg"]
     assert [[m.concept for m in image.masks] for image in masked] == [["cat"]]
-    assert skips.counts[_box_geometry.OUTSIDE] == 1
+    assert skips.counts[box_geometry.OUTSIDE] == 1
     assert skips.counts[coco.SKIP_EMPTY_MASK] == 1
-    assert "2 x" not in skips.report() and _box_geometry.OUTSIDE in skips.report()
+    assert "2 x" not in skips.report() and box_geometry.OUTSIDE in skips.report()
     # Two good examples and two bad annotations: half of 4 records are bad.
-    runner.check_bad_fraction(skips, num_examples=2, max_fraction=0.5)
+    fit.check_bad_fraction(skips, num_examples=2, max_fraction=0.5)
     with pytest.raises(DataError, match=r"2 of 4 training records \(50\.0%\) are bad, more "
                                         r"than --max_bad_fraction=0\.4 allows") as error:
-        runner.check_bad_fraction(skips, num_examples=2, max_fraction=0.4)
-    assert _box_geometry.OUTSIDE in str(error.value)
+        fit.check_bad_fraction(skips, num_examples=2, max_fraction=0.4)
+    assert box_geometry.OUTSIDE in str(error.value)
     assert "oi_boxes_train.csv" in str(error.value)
     assert "instances_train.json" in str(error.value)

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from conceptmask_tf.data import open_images
-from conceptmask_tf.data._box_geometry import DEGENERATE, OUTSIDE
+from conceptmask_tf.data.box_geometry import DEGENERATE, OUTSIDE
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import BoxedImage, ConceptBox
 from conceptmask_tf.errors import DataError

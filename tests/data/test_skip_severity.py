@@ -1,4 +1,4 @@
-"""Skip reasons declare their own severity; the runner's bad-record check asks the registry."""
+"""Skip reasons declare their own severity; the training's bad-record check (training.fit) asks the registry."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 
-from conceptmask_tf.data import _box_geometry, coco, images, open_images, skips, visual_genome
-from conceptmask_tf.data.pipelines import refinement as refinement_pipeline
-from conceptmask_tf.data.pipelines import segmentation as segmentation_pipeline
+from conceptmask_tf.data import box_geometry, coco, images, open_images, skips, visual_genome
+from conceptmask_tf.data.datasets import refinement as refinement_pipeline
+from conceptmask_tf.data.datasets import segmentation as segmentation_pipeline
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason, severity_of
 from conceptmask_tf.errors import DataError
-from conceptmask_tf.training import runner
+from conceptmask_tf.training import fit
 
 FAKE_READER = '''
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
@@ -57,11 +57,11 @@ def fake_reader(tmp_path, registry):
 
 
 def test_built_in_reasons_keep_their_severities():
-    assert runner.BAD_IMAGE_FILE_REASONS == {
+    assert fit.BAD_IMAGE_FILE_REASONS == {
         images.MISSING, images.EMPTY, images.UNREADABLE, images.UNSUPPORTED, images.TRUNCATED,
         images.TOO_LARGE}
-    assert runner.BAD_ANNOTATION_REASONS == {
-        _box_geometry.OUTSIDE, _box_geometry.DEGENERATE, refinement_pipeline.NON_FINITE_BOX,
+    assert fit.BAD_ANNOTATION_REASONS == {
+        box_geometry.OUTSIDE, box_geometry.DEGENERATE, refinement_pipeline.NON_FINITE_BOX,
         coco.SKIP_EMPTY_MASK, coco.SKIP_EMPTY_SEGMENTATION, coco.SKIP_SHORT_POLYGON,
         segmentation_pipeline.BAD_MASK, open_images.SKIP_MISSING_IMAGE,
         visual_genome.SKIP_MISSING_IMAGE}
@@ -77,18 +77,18 @@ def test_a_new_readers_bad_reason_counts_in_the_runners_check(fake_reader):
     assert counter.count_with(Severity.BAD_ANNOTATION) == 1
     assert counter.bad_counts() == {fake_reader.SKIP_GARBLED: 1}
     # 1 bad record of 2 examples + 1 dropped annotation: a third of the records.
-    runner.check_bad_fraction(counter, num_examples=2, max_fraction=0.4)
+    fit.check_bad_fraction(counter, num_examples=2, max_fraction=0.4)
     with pytest.raises(DataError, match=r"1 of 3 training records \(33\.3%\) are bad") as error:
-        runner.check_bad_fraction(counter, num_examples=2, max_fraction=0.3)
+        fit.check_bad_fraction(counter, num_examples=2, max_fraction=0.3)
     assert "1 x garbled fake record (e.g. fake.txt [1])" in str(error.value)
     assert "unwanted" not in str(error.value)
-    assert fake_reader.SKIP_GARBLED in runner.BAD_ANNOTATION_REASONS
+    assert fake_reader.SKIP_GARBLED in fit.BAD_ANNOTATION_REASONS
 
 
 def test_expected_reasons_never_stop_a_run(fake_reader):
     counter = SkipCounter("fake")
     fake_reader.read(["unwanted"] * 10, counter)
-    runner.check_bad_fraction(counter, num_examples=1, max_fraction=0.0)
+    fit.check_bad_fraction(counter, num_examples=1, max_fraction=0.0)
     assert counter.bad_counts() == {}
 
 

@@ -95,6 +95,18 @@ def sharp_model(sharp_work_dir):
 
 
 @pytest.fixture(scope="session")
+def sharp_segmenter_dir(sharp_model, sharp_work_dir) -> str:
+    """`sharp_model` saved as a ConceptMask folder (what conceptmask-assemble writes)."""
+    from conceptmask_tf.assembly.segmenter import ConceptMaskSegmenter
+    from tests.serving.conftest import SUPERVISED
+
+    model, embeddings = sharp_model
+    path = str(sharp_work_dir / "concept_mask")
+    ConceptMaskSegmenter(model, embeddings, SUPERVISED).save_to_preset(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def sharp_export(sharp_model, tmp_path_factory) -> dict[str, str]:
     """{"export_dir", "saved_model" (checked, with vocabulary), "conversion_source"}."""
     from conceptmask_tf.serving.exporter import export_saved_model, write_conversion_saved_model

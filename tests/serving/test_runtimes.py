@@ -1,4 +1,5 @@
-"""The runners of the three runtimes: same outputs, same input checks."""
+"""The runners of the saved ConceptMask and the three export runtimes: same outputs, same
+input checks."""
 
 import os
 
@@ -15,9 +16,10 @@ DIM = 8
 
 
 @pytest.fixture(scope="module")
-def runners(sharp_export, sharp_tflite, sharp_onnx):
+def runners(sharp_segmenter_dir, sharp_export, sharp_tflite, sharp_onnx):
     """kind -> runner; saved_model is the checked export with its vocabulary."""
-    return {"saved_model": load_runner(sharp_export["saved_model"]),
+    return {"keras": load_runner(sharp_segmenter_dir),
+            "saved_model": load_runner(sharp_export["saved_model"]),
             "conversion_source": load_runner(sharp_export["conversion_source"]),
             "tflite": load_runner(sharp_tflite), "onnx": load_runner(sharp_onnx)}
 
@@ -25,7 +27,7 @@ def runners(sharp_export, sharp_tflite, sharp_onnx):
 @pytest.mark.slow
 def test_runners_know_their_kind_dim_and_vocabulary(runners):
     assert {name: (r.kind, r.dim, r.has_concept_vectors) for name, r in runners.items()} == {
-        "saved_model": ("saved_model", DIM, True),
+        "keras": ("keras", DIM, True), "saved_model": ("saved_model", DIM, True),
         "conversion_source": ("saved_model", DIM, False),
         "tflite": ("tflite", DIM, False), "onnx": ("onnx", DIM, False)}
 
@@ -51,7 +53,8 @@ def test_all_runtimes_give_the_same_outputs(runners, parity_cases, reference_out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["saved_model", "conversion_source", "tflite", "onnx"])
+@pytest.mark.parametrize("kind", ["keras", "saved_model", "conversion_source", "tflite",
+                                  "onnx"])
 def test_bad_inputs_are_named_before_the_runtime_runs(runners, kind):
     runner = runners[kind]
     image = np.zeros((20, 30, 3), np.uint8)
@@ -78,10 +81,13 @@ def test_saved_model_vocabulary_gives_the_concepts_dir_vectors(runners):
     # The vectors stored in the SavedModel, phrases composed in its graph, against the
     # host-side ConceptEmbeddings of the same concepts.
     concepts = ["dog", "Red  Car", "hot dog", "light red"]
-    np.testing.assert_allclose(runners["saved_model"].concept_vectors(concepts),
-                               concept_embeddings().vectors_for(concepts), atol=1e-6)
+    for kind in ("saved_model", "keras"):
+        np.testing.assert_allclose(runners[kind].concept_vectors(concepts),
+                                   concept_embeddings().vectors_for(concepts), atol=1e-6)
     with pytest.raises(UnknownConceptError, match="'red blorp': .*vocabulary.*blorp"):
         runners["saved_model"].concept_vectors(["dog", "red blorp"])
+    with pytest.raises(UnknownConceptError, match="blorp.*not in the vocabulary"):
+        runners["keras"].concept_vectors(["dog", "red blorp"])
     for kind in ("conversion_source", "tflite", "onnx"):
         with pytest.raises(ValueError, match="stores no vocabulary.*concepts dir"):
             runners[kind].concept_vectors(["dog"])

@@ -255,3 +255,22 @@ def test_cli_with_onnx_needs_and_uses_a_concepts_dir(sharp_onnx, sharp_work_dir,
         assert json.load(f)["runtime"] == "onnx"
     with Image.open(tmp_path / "out" / "x" / "dog_mask.png") as mask:
         assert mask.size == (30, 20)
+
+
+@pytest.mark.slow
+def test_cli_segments_with_the_saved_concept_mask_like_with_its_export(
+        tiny_segmenter, tiny_work_dir, tiny_export_dir, tmp_path):
+    files = _write_modes(tmp_path)
+    results = {}
+    for name, model in (("saved", tiny_work_dir / "concept_mask"),
+                        ("export", tiny_export_dir / "conceptmask")):
+        out = tmp_path / name
+        done = _cli(f"--model={model}", "--concept=dog", "--concept=red car",
+                    f"--image={files['grey'][0]}", f"--out_dir={out}")
+        assert done.returncode == 0, done.stderr[-3000:]
+        with open(out / SUMMARY_FILE) as f:
+            results[name] = json.load(f)
+    saved, exported = ([(c["concept"], c["presence"]) for c in r["images"][0]["concepts"]]
+                       for r in (results["saved"], results["export"]))
+    assert [c for c, _ in saved] == [c for c, _ in exported] == ["dog", "red car"]
+    assert [p for _, p in saved] == pytest.approx([p for _, p in exported], abs=1e-5)

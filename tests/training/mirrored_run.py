@@ -22,12 +22,12 @@ from conceptmask_tf.concepts.concept_sets import (
 )
 from conceptmask_tf.data.boxes import load_box_images
 from conceptmask_tf.data.coco import read_coco_instances
-from conceptmask_tf.data.layout import DataRoot
-from conceptmask_tf.data.pipelines import (
+from conceptmask_tf.data.datasets import (
     embedding_dataset,
     refinement_dataset,
     segmentation_dataset,
 )
+from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import read_tag_corpus
 from conceptmask_tf.losses import CosineEmbeddingLoss, TagLoss

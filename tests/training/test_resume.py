@@ -8,7 +8,7 @@ import os
 import keras
 import pytest
 
-from conceptmask_tf.training import embedding, runner
+from conceptmask_tf.training import embedding, fit
 from conceptmask_tf.training.config import EmbeddingConfig, save_config
 from tests.trained_world import COMMON, tiny_config
 
@@ -81,8 +81,8 @@ def test_resuming_with_other_step_accounting_is_refused(tmp_path):
                              steps=5)
     save_config(config, str(tmp_path))
     os.makedirs(tmp_path / "backup")
-    runner.check_resume(dataclasses.replace(config, epochs=20))  # more epochs: fine
+    fit.check_resume(dataclasses.replace(config, epochs=20))  # more epochs: fine
     with pytest.raises(ValueError, match="steps=5; this run has steps=6"):
-        runner.check_resume(dataclasses.replace(config, steps=6))
+        fit.check_resume(dataclasses.replace(config, steps=6))
     os.rmdir(tmp_path / "backup")  # no backup: a new run, anything goes
-    runner.check_resume(dataclasses.replace(config, steps=6))
+    fit.check_resume(dataclasses.replace(config, steps=6))

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from conceptmask_tf.training import embedding, refinement, runner
+from conceptmask_tf.training import embedding, fit, refinement
 from conceptmask_tf.training.config import EmbeddingConfig, RefinementConfig
 from conceptmask_tf.training.strategy import (
     create_strategy,
@@ -61,15 +61,15 @@ def test_mixed_precision_trains_in_bfloat16_and_restores_the_policy(world):
 def test_cosine_schedule_decays_from_the_learning_rate_to_zero_over_the_run():
     config = EmbeddingConfig(data_root="d", concepts_dir="c", model_dir="m", epochs=4,
                              steps=25, learning_rate=0.01, lr_schedule="cosine")
-    optimizer = runner.make_optimizer(config)
+    optimizer = fit.make_optimizer(config)
     rates = []
     for step in (0, 50, 100):
         optimizer.iterations.assign(step)
         rates.append(float(optimizer.learning_rate))
     np.testing.assert_allclose(rates, [0.01, 0.005, 0.0], atol=1e-7)
-    constant = runner.make_optimizer(EmbeddingConfig(data_root="d", concepts_dir="c",
+    constant = fit.make_optimizer(EmbeddingConfig(data_root="d", concepts_dir="c",
                                                      model_dir="m", learning_rate=0.01))
     assert float(constant.learning_rate) == pytest.approx(0.01)
     with pytest.raises(ValueError, match="steps per epoch"):
-        runner.make_optimizer(EmbeddingConfig(data_root="d", concepts_dir="c",
+        fit.make_optimizer(EmbeddingConfig(data_root="d", concepts_dir="c",
                                               model_dir="m", lr_schedule="cosine"))

@@ -19,8 +19,8 @@ from tensorflow.core.util import event_pb2
 from conceptmask_tf.concepts.concept_sets import BOX_LEVELS, load_training_concepts
 from conceptmask_tf.data import coco
 from conceptmask_tf.data.boxes import load_box_images
+from conceptmask_tf.data.datasets import refinement_dataset, segmentation_dataset
 from conceptmask_tf.data.layout import DataRoot
-from conceptmask_tf.data.pipelines import refinement_dataset, segmentation_dataset
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.models import freeze_backbone_before, stage_files
 from conceptmask_tf.training import refinement, saliency, segmentation

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from conceptmask_tf.data.datasets.augment import Augmentation, crop, flip_left_right
+from conceptmask_tf.data.datasets.builder import check_positive, make_dataset, usable_images
 from conceptmask_tf.data.images import read_image, resize_image
-from conceptmask_tf.data.pipelines.augment import Augmentation, crop, flip_left_right
-from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
 from conceptmask_tf.data.skips import SkipCounter
 
 

@@ -152,7 +152,7 @@ def make_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
     if config.lr_schedule == "cosine":
         if config.steps is None:
             raise ValueError("the cosine schedule needs the steps per epoch: pass a "
-                             "resolved config (runner.resolved_config)")
+                             "resolved config (fit.resolved_config)")
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * config.steps)
     if config.optimizer == "sgd":

@@ -8,16 +8,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from conceptmask_tf.data.images import read_image, resize_image
-from conceptmask_tf.data.pipelines.augment import (
+from conceptmask_tf.data.datasets.augment import (
     Augmentation,
     crop,
     flip_left_right,
     nearest_window_pixels,
     resample_window,
 )
-from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
-from conceptmask_tf.data.pipelines.rle import compressed_counts, sample_masks
+from conceptmask_tf.data.datasets.builder import check_positive, make_dataset, usable_images
+from conceptmask_tf.data.datasets.rle import compressed_counts, sample_masks
+from conceptmask_tf.data.images import read_image, resize_image
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import MaskedImage
 

@@ -10,15 +10,15 @@ and drops the last partial batch; eval mode keeps record order and every example
     model.fit(ds, epochs=10, steps_per_epoch=steps_per_epoch(len(paths), 32))
 """
 
-from conceptmask_tf.data.pipelines.augment import Augmentation
-from conceptmask_tf.data.pipelines.builder import steps_per_epoch
-from conceptmask_tf.data.pipelines.embedding import embedding_dataset
-from conceptmask_tf.data.pipelines.refinement import (
+from conceptmask_tf.data.datasets.augment import Augmentation
+from conceptmask_tf.data.datasets.builder import steps_per_epoch
+from conceptmask_tf.data.datasets.embedding import embedding_dataset
+from conceptmask_tf.data.datasets.refinement import (
     num_refinement_examples,
     rasterize_boxes,
     refinement_dataset,
 )
-from conceptmask_tf.data.pipelines.segmentation import (
+from conceptmask_tf.data.datasets.segmentation import (
     num_segmentation_examples,
     segmentation_dataset,
 )

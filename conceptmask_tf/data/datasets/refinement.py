@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from conceptmask_tf.data._box_geometry import clip_boxes
+from conceptmask_tf.data.box_geometry import clip_boxes
+from conceptmask_tf.data.datasets.augment import Augmentation, crop, crop_boxes, flip_left_right
+from conceptmask_tf.data.datasets.builder import check_positive, make_dataset, usable_images
 from conceptmask_tf.data.images import read_image, resize_image
-from conceptmask_tf.data.pipelines.augment import Augmentation, crop, crop_boxes, flip_left_right
-from conceptmask_tf.data.pipelines.builder import check_positive, make_dataset, usable_images
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import BoxedImage
 

@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from conceptmask_tf.data import images as image_files
-from conceptmask_tf.data.pipelines import (
+from conceptmask_tf.data.datasets import (
     augment,
     embedding_dataset,
     num_refinement_examples,
