@@ -43,7 +43,7 @@ def preset_config(config_class: type, flagfile: str, flags: Sequence[str]) -> An
 
     values = absl_flags.FlagValues()
     define_flags(config_class, values)
-    values(["benchmark", f"--flagfile={flagfile}", "--model_dir=unused", "--nocheck_files",
+    values(["benchmark", f"--flagfile={flagfile}", "--model_dir=unused",
             *flags])
     return dataclasses.replace(config_from_flags(config_class, values), steps=1)
 

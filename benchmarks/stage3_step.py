@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     eval_data = segmentation_dataset(config.data_root, masked, index,
                                      image_size=config.image_size,
                                      batch_size=config.batch_size, training=False,
-                                     check_files=False, skips=SkipCounter())
+                                     skips=SkipCounter())
     segmentation.attention_cache(trainer, eval_data.take(2))  # trace
     start = time.perf_counter()
     cached = segmentation.attention_cache(trainer, eval_data)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from conceptmask_tf import presets as presets_lib
+from conceptmask_tf.base import files
 from conceptmask_tf.data.layout import DataRoot
 
 PRESETS = tuple(presets_lib.PRESETS)
@@ -223,7 +224,7 @@ def run_pipeline(config: PipelineConfig,
 
     root = DataRoot(config.data_root)
     root.require(root.tags, "the concept vectors (conceptmask-concepts)")
-    os.makedirs(config.work_dir, exist_ok=True)
+    files.makedirs(config.work_dir)
     state = _load_state(config.work_dir)
     steps: dict[str, str] = {}
     seconds: dict[str, float] = dict(state.get("seconds", {}))
@@ -251,7 +252,7 @@ def run_pipeline(config: PipelineConfig,
         if step not in planned:
             continue
         model_dir = config.model_dir(step)
-        if not config.overwrite and os.path.exists(stage_files.model_path(model_dir, stage)):
+        if not config.overwrite and files.exists(stage_files.model_path(model_dir, stage)):
             steps[step] = "reused"
             continue
         stage_cfg = stage_config(config, step)
@@ -290,8 +291,7 @@ def _build_concepts(config: PipelineConfig) -> None:
     build.build_concepts(root.tags, config.concepts_dir, config.word_dim,
                          data_root=config.data_root, overlap_source="both",
                          progress=config.progress)
-    with open(os.path.join(config.concepts_dir, _CONCEPTS_STAMP), "w") as f:
-        json.dump(_concepts_stamp(config), f)
+    files.write_json(os.path.join(config.concepts_dir, _CONCEPTS_STAMP), _concepts_stamp(config))
 
 
 def _train(stage: str, stage_cfg: Any) -> None:
@@ -324,8 +324,8 @@ def export_paths(config: PipelineConfig) -> dict[str, str | None]:
     """Where the export step writes: the SavedModel base (and its newest version, or None),
     the two TFLite files and the ONNX file."""
     base = os.path.join(config.export_dir, EXPORT_NAME)
-    versions = (sorted(int(v) for v in os.listdir(base) if v.isdigit())
-                if os.path.isdir(base) else [])
+    versions = (sorted(int(v) for v in files.listdir(base) if v.isdigit())
+                if files.isdir(base) else [])
     return {"base": base,
             "saved_model": os.path.join(base, str(versions[-1])) if versions else None,
             "tflite": os.path.join(config.export_dir, f"{EXPORT_NAME}.tflite"),
@@ -335,7 +335,7 @@ def export_paths(config: PipelineConfig) -> dict[str, str | None]:
 
 
 def _exported(config: PipelineConfig) -> bool:
-    return all(path is not None and os.path.exists(path)
+    return all(path is not None and files.exists(path)
                for path in export_paths(config).values())
 
 
@@ -357,16 +357,15 @@ def _export(config: PipelineConfig) -> dict[str, Any]:
 def _concepts_stamp(config: PipelineConfig) -> dict[str, Any]:
     """What the concept vectors were built from: a rerun reuses them only if it matches."""
     tags = DataRoot(config.data_root).tags
-    return {"tags": os.path.abspath(tags), "tags_mtime": os.path.getmtime(tags),
-            "tags_size": os.path.getsize(tags), "dim": config.word_dim}
+    return {"tags": files.abspath(tags), "tags_mtime": files.getmtime(tags),
+            "tags_size": files.getsize(tags), "dim": config.word_dim}
 
 
 def _concepts_match(config: PipelineConfig) -> bool:
     stamp = os.path.join(config.concepts_dir, _CONCEPTS_STAMP)
-    if not os.path.exists(stamp):
+    if not files.exists(stamp):
         return False
-    with open(stamp) as f:
-        return json.load(f) == _concepts_stamp(config)
+    return files.read_json(stamp) == _concepts_stamp(config)
 
 
 def _config_record(config: PipelineConfig) -> dict[str, Any]:
@@ -379,14 +378,11 @@ def _config_record(config: PipelineConfig) -> dict[str, Any]:
 
 def _load_state(work_dir: str) -> dict[str, Any]:
     path = os.path.join(work_dir, STATE_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    return files.read_json(path)
 
 
 def _save_state(work_dir: str, state: dict[str, Any]) -> None:
     path = os.path.join(work_dir, STATE_FILE)
-    with open(path + ".tmp", "w") as f:
-        json.dump(state, f, indent=1)
-    os.replace(path + ".tmp", path)
+    files.write_atomically(path, json.dumps(state, indent=1))

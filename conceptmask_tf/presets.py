@@ -162,7 +162,7 @@ PAPER = Preset(
               embedding={**_PAPER_COMMON, "backbone": "resnet50",
                          "backbone_weights": "imagenet", "hidden_dims": (1024, 1024),
                          "pooling": "before_head", "batch_size": 256, "epochs": 8,
-                         "learning_rate": 0.01, "optimizer": "sgd", "check_files": False,
+                         "learning_rate": 0.01, "optimizer": "sgd",
                          "mixed_precision": True},
               refinement={**_PAPER_COMMON, "batch_size": 64, "epochs": 10,
                           "learning_rate": 0.001, "optimizer": "adam", "hidden_dim": 256,

@@ -24,8 +24,6 @@ import datetime
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -40,6 +38,7 @@ from conceptmask_tf.assembly.stage_networks import (
     load_stage_networks,
     supervised_concepts,
 )
+from conceptmask_tf.base import files
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings, require_concepts
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.errors import DataError
@@ -62,17 +61,17 @@ FORMAT_VERSION = 1
 
 def default_concepts_dir(models_dir: str) -> str:
     """`<models_dir>/../concepts`, where the pipeline writes the word vectors."""
-    return os.path.normpath(os.path.join(models_dir, os.pardir, "concepts"))
+    return files.normpath(os.path.join(models_dir, os.pardir, "concepts"))
 
 
 def default_segmenter_dir(models_dir: str) -> str:
     """`<models_dir>/../concept_mask`, where the pipeline writes the saved model."""
-    return os.path.normpath(os.path.join(models_dir, os.pardir, SEGMENTER_DIR))
+    return files.normpath(os.path.join(models_dir, os.pardir, SEGMENTER_DIR))
 
 
 def is_saved_segmenter(path: str) -> bool:
     """True when `path` is a folder written by `ConceptMaskSegmenter.save_to_preset`."""
-    return all(os.path.isfile(os.path.join(path, name)) for name in (CONFIG_FILE, WEIGHTS_FILE))
+    return all(files.isfile(os.path.join(path, name)) for name in (CONFIG_FILE, WEIGHTS_FILE))
 
 
 class ConceptMaskSegmenter:
@@ -163,7 +162,7 @@ class ConceptMaskSegmenter:
         """
         concepts_dir = concepts_dir or default_concepts_dir(models_dir)
         require_concepts(concepts_dir)
-        if not os.path.isdir(models_dir):
+        if not files.isdir(models_dir):
             raise FileNotFoundError(f"{models_dir} is not a directory: conceptmask-pipeline "
                                     "trains the stages into <work_dir>/models")
         networks = load_stage_networks(models_dir, image_size)
@@ -201,7 +200,7 @@ class ConceptMaskSegmenter:
             result: dict[str, Any] = {"skipped": "calibration_images = 0"}
         else:
             root = DataRoot(data_root)
-            splits = [s for s in CALIBRATION_SPLITS if os.path.exists(root.val_file(s))]
+            splits = [s for s in CALIBRATION_SPLITS if files.exists(root.val_file(s))]
             if not splits:
                 result = {"skipped": "no validation file (" + ", ".join(
                     f"val/{s}.json" for s in CALIBRATION_SPLITS) + ") under the data root"}
@@ -222,22 +221,27 @@ class ConceptMaskSegmenter:
     def save_to_preset(self, path: str) -> str:
         """Writes the folder layout of the module docstring, atomically.
 
-        An existing folder at `path` is replaced only once the new one is complete.
+        An existing folder at `path` is replaced only once the new one is complete. `path`
+        may be on any filesystem TensorFlow knows (gs://, ...; `base.files`).
 
         Returns:
             `path`.
         """
-        path = os.path.normpath(path)
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}-", dir=parent)
+        path = files.normpath(path)
+        parent = os.path.dirname(files.abspath(path))
+        files.makedirs(parent)
+        staging = files.sibling_path(files.abspath(path), "staging")
+        files.makedirs(staging)
         try:
-            with open(os.path.join(staging, CONFIG_FILE), "w", encoding="utf-8") as f:
-                json.dump(keras.saving.serialize_keras_object(self.model), f, indent=1)
+            files.write_json(os.path.join(staging, CONFIG_FILE),
+                             keras.saving.serialize_keras_object(self.model), indent=1)
+            # Keras 3 writes and reads .weights.h5 on a "scheme://" path itself (through a
+            # local temporary file and tf.io.gfile copy), so any filesystem works here.
             self.model.save_weights(os.path.join(staging, WEIGHTS_FILE))
             assets = os.path.join(staging, ASSETS_DIR)
             self.embeddings.save(assets)
-            with open(os.path.join(assets, SUPERVISED_FILE), "w", encoding="utf-8") as f:
+            with files.open_file(os.path.join(assets, SUPERVISED_FILE), "w",
+                                 encoding="utf-8") as f:
                 f.writelines(f"{c}\n" for c in self.supervised_concepts)
             _write_json(os.path.join(assets, CALIBRATION_FILE), self.calibration)
             _write_json(os.path.join(staging, METADATA_FILE), {
@@ -248,15 +252,15 @@ class ConceptMaskSegmenter:
                     timespec="seconds"),
                 "calibrated": "skipped" not in self.calibration,
                 "values": self.model.calibration(), "source": self.source})
-            if os.path.exists(path):
-                old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}-old-", dir=parent)
-                os.replace(path, os.path.join(old, "previous"))
-                os.replace(staging, path)
-                shutil.rmtree(old)
+            if files.exists(path):
+                old = files.sibling_path(files.abspath(path), "old")
+                files.rename(path, old)
+                files.rename(staging, path)
+                files.rmtree(old)
             else:
-                os.replace(staging, path)
+                files.rename(staging, path)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            files.rmtree(staging, ignore_errors=True)
             raise
         return path
 
@@ -287,17 +291,17 @@ class ConceptMaskSegmenter:
         embeddings = ConceptEmbeddings.load(assets)
         supervised_path = os.path.join(assets, SUPERVISED_FILE)
         supervised = []
-        if os.path.exists(supervised_path):
-            with open(supervised_path, encoding="utf-8") as f:
+        if files.exists(supervised_path):
+            with files.open_file(supervised_path, encoding="utf-8") as f:
                 supervised = [line.rstrip("\n") for line in f if line.strip()]
         if len(supervised) != model.num_supervised:
             raise DataError(f"names {len(supervised)} supervised concepts for a model with "
                             f"{model.num_supervised}", supervised_path)
         calibration_path = os.path.join(assets, CALIBRATION_FILE)
-        calibration = (_read_json(calibration_path) if os.path.exists(calibration_path)
+        calibration = (_read_json(calibration_path) if files.exists(calibration_path)
                        else None)
         metadata_path = os.path.join(path, METADATA_FILE)
-        metadata = _read_json(metadata_path) if os.path.exists(metadata_path) else {}
+        metadata = _read_json(metadata_path) if files.exists(metadata_path) else {}
         return cls(model, embeddings, supervised, calibration,
                    {**metadata.get("source", {}), "segmenter_dir": path})
 
@@ -406,7 +410,7 @@ def load_segmenter(path: str, concepts_dir: str | None = None, data_root: str | 
     """
     if is_saved_segmenter(path):
         return ConceptMaskSegmenter.from_preset(path)
-    if os.path.isdir(os.path.join(path, "embedding")):
+    if files.isdir(os.path.join(path, "embedding")):
         saved = default_segmenter_dir(path)
         if is_saved_segmenter(saved):
             logger.info("loading the assembled model %s", saved)
@@ -431,15 +435,13 @@ def _same_size_batches(images: Sequence[Any], batch_size: int) -> Iterable[list[
 
 def _read_json(path: str) -> Any:
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return files.read_json(path)
     except json.JSONDecodeError as e:
         raise DataError(f"not valid JSON: {e}", path) from None
 
 
 def _write_json(path: str, content: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=1, default=_json_default)
+    files.write_json(path, content, indent=1, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:

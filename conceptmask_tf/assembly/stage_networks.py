@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptmask_tf.base import files
 from conceptmask_tf.concepts.concept_sets import held_out_concepts
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.data.layout import DataRoot
@@ -129,7 +130,7 @@ def load_stage_networks(models_dir: str, image_size: int | None = None) -> Stage
     missing = []
     for name, stage in OPTIONAL_DIRS.items():
         path = os.path.join(models_dir, name)
-        if os.path.exists(stage_files.model_path(path, stage)):
+        if files.exists(stage_files.model_path(path, stage)):
             networks[name] = stage_files.load_stage_model(path, stage)
             model_dirs[name] = path
         else:
@@ -201,7 +202,7 @@ def supervised_concepts(networks: StageNetworks, data_root: str | None,
         return [], "none"
     if not concepts:
         root = DataRoot(data_root)
-        if os.path.exists(root.splits):
+        if files.exists(root.splits):
             levels = read_splits(root.splits)
             concepts = [c for level in SUPERVISED_LEVELS for c in levels[level]]
             held_out = held_out_concepts(concepts, levels["zero_shot"])

@@ -1,6 +1,7 @@
 """Concepts: vocabulary, PMI word vectors, soft-topic and phrase vectors, overlap (§4.1-4.2).
 
-Modules (numpy, scipy, pyarrow; no TensorFlow):
+Modules (numpy, scipy, pyarrow; no TensorFlow on import: files go through `base.files`,
+whose tf.io.gfile is imported on the first read or write):
     names          normalize_concept, shared by every reader.
     vocabulary     Vocabulary: concepts, image counts, idf; concepts.tsv.
     cooccurrence   co-occurrence counts n_ij from a CSR tag corpus.

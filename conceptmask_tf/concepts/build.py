@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from conceptmask_tf.base import files
 from conceptmask_tf.base import progress as progress_lib
 from conceptmask_tf.concepts import diagnostics as diagnostics_lib
 from conceptmask_tf.concepts import overlap_sources
@@ -118,7 +119,7 @@ def build_concepts(tags_path: str, out_dir: str, dim: int, min_count: int = 1,
             DataRoot(data_root or ""), overlap_source, overlap_grid,
             concepts.vocabulary.index_of, overlap_skips, progress)
     with timer.phase("write"):
-        os.makedirs(out_dir, exist_ok=True)
+        files.makedirs(out_dir)
         ConceptEmbeddings(concepts.vocabulary, concepts.vectors).save(out_dir)
         overlap.save(os.path.join(out_dir, OVERLAP_FILE))
         diagnostics = diagnostics_lib.vector_diagnostics(concepts.vocabulary.concepts,

@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from conceptmask_tf.base import files
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings, soft_topic_vectors
 from conceptmask_tf.data import splits as splits_lib
 from conceptmask_tf.data.layout import DataRoot
@@ -170,7 +170,7 @@ def load_training_concepts(data_root: str, concepts_dir: str) -> TrainingConcept
     """
     embeddings = ConceptEmbeddings.load(concepts_dir)
     path = DataRoot(data_root).splits
-    if os.path.exists(path):
+    if files.exists(path):
         concepts = TrainingConcepts(embeddings, splits_lib.read_splits(path))
         if concepts.held_out:
             logger.warning("%d concepts contain a zero-shot concept as a word and are no "

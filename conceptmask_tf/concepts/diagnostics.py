@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from conceptmask_tf.base import files
+
 DIAGNOSTICS_FILE = "vector_diagnostics.json"
 ZERO_FRACTION = 0.05  # "near zero": norm below this fraction of the median norm
 SIMILAR_COSINE = 0.95  # "near identical": cosine at least this
@@ -94,7 +96,7 @@ def concept_flags(diagnostics: dict[str, Any]) -> dict[str, str]:
 def save_diagnostics(diagnostics: dict[str, Any], directory: str) -> str:
     """Writes `DIAGNOSTICS_FILE` into `directory`; returns its path."""
     path = os.path.join(directory, DIAGNOSTICS_FILE)
-    with open(path, "w", encoding="utf-8") as f:
+    with files.open_file(path, "w", encoding="utf-8") as f:
         json.dump(diagnostics, f, indent=1, ensure_ascii=False)
         f.write("\n")
     return path
@@ -103,10 +105,9 @@ def save_diagnostics(diagnostics: dict[str, Any], directory: str) -> str:
 def load_diagnostics(directory: str) -> dict[str, Any] | None:
     """The diagnostics beside the vectors in `directory`, or None (older concept dirs)."""
     path = os.path.join(directory, DIAGNOSTICS_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return files.read_json(path)
 
 
 def summary_lines(diagnostics: dict[str, Any], listed: int = 8) -> list[str]:

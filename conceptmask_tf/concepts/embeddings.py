@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import scipy.sparse
 
+from conceptmask_tf.base import files
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.concepts.vocabulary import Vocabulary
 from conceptmask_tf.errors import DataError, UnknownConceptError
@@ -29,7 +30,7 @@ def require_concepts(concepts_dir: str) -> None:
     """Raises FileNotFoundError naming a missing word-vector file and its producer."""
     for name in (CONCEPTS_FILE, VECTORS_FILE):
         path = os.path.join(concepts_dir, name)
-        if not os.path.exists(path):
+        if not files.exists(path):
             raise FileNotFoundError(f"{path} does not exist: the word vectors are written by "
                                     "conceptmask-concepts (conceptmask-pipeline puts them in "
                                     "<work_dir>/concepts); pass their folder as concepts_dir")
@@ -159,9 +160,9 @@ class ConceptEmbeddings:
 
     def save(self, directory: str) -> None:
         """Writes ``concepts.tsv`` and ``word_vectors.npy`` into `directory`."""
-        os.makedirs(directory, exist_ok=True)
+        files.makedirs(directory)
         self.vocabulary.save_tsv(os.path.join(directory, CONCEPTS_FILE))
-        np.save(os.path.join(directory, VECTORS_FILE), self.vectors)
+        files.save_npy(os.path.join(directory, VECTORS_FILE), self.vectors)
 
     @classmethod
     def load(cls, directory: str) -> ConceptEmbeddings:
@@ -172,7 +173,7 @@ class ConceptEmbeddings:
         """
         vocab = Vocabulary.load_tsv(os.path.join(directory, CONCEPTS_FILE))
         path = os.path.join(directory, VECTORS_FILE)
-        vectors = np.load(path)
+        vectors = files.load_npy(path)
         if vectors.ndim != 2 or len(vectors) != len(vocab):
             raise DataError(f"expected [{len(vocab)}, D] vectors to match {CONCEPTS_FILE}, "
                             f"got {vectors.shape}", path)

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from conceptmask_tf.base import files
 from conceptmask_tf.errors import DataError
 
 GAMMA_THRESHOLD = 0.5
@@ -132,9 +133,11 @@ class OverlapMatrix:
     def save(self, path: str) -> None:
         """Writes an ``overlap.npz`` (keys: concepts, overlap, cooccurrence, gamma,
         vocab_index, source)."""
-        np.savez(path, concepts=np.asarray(self.concepts, dtype=str), overlap=self.overlap,
-                 cooccurrence=self.cooccurrence, gamma=self.gamma,
-                 vocab_index=self.vocab_index, source=self.source)
+        if not path.endswith(".npz"):
+            path += ".npz"  # as np.savez names it
+        files.save_npz(path, concepts=np.asarray(self.concepts, dtype=str),
+                       overlap=self.overlap, cooccurrence=self.cooccurrence, gamma=self.gamma,
+                       vocab_index=self.vocab_index, source=self.source)
 
     @classmethod
     def load(cls, path: str) -> OverlapMatrix:
@@ -143,13 +146,13 @@ class OverlapMatrix:
         Raises:
             DataError: If a key is missing or the shapes disagree.
         """
-        with np.load(path, allow_pickle=False) as data:
-            try:
-                fields = {k: data[k] for k in ("concepts", "overlap", "cooccurrence", "gamma",
-                                                "vocab_index")}
-            except KeyError as e:
-                raise DataError(f"missing array {e}", path) from None
-            source = data["source"] if "source" in data.files else None
+        data = files.load_npz(path, allow_pickle=False)
+        try:
+            fields = {k: data[k] for k in ("concepts", "overlap", "cooccurrence", "gamma",
+                                            "vocab_index")}
+        except KeyError as e:
+            raise DataError(f"missing array {e}", path) from None
+        source = data.get("source")
         c = len(fields["concepts"])
         if any(fields[k].shape != (c, c) for k in ("overlap", "cooccurrence", "gamma")) or \
                 fields["vocab_index"].shape != (c,) or \

@@ -16,11 +16,11 @@ accumulator runs over the COCO masks and one over the boxes, and
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from conceptmask_tf.base import files
 from conceptmask_tf.base import progress as progress_lib
 from conceptmask_tf.concepts.overlap import (
     OverlapAccumulator,
@@ -135,9 +135,9 @@ def overlap_from_data_root(data_root: DataRoot, source: str, grid: int = 64,
         return overlap_from_images(None, None, grid, vocab_index)
     masked: list[MaskedImage] | None = None
     boxed: list[BoxedImage] | None = None
-    use_masks = source == "masks" or (source == "both" and os.path.exists(data_root.coco_instances))
+    use_masks = source == "masks" or (source == "both" and files.exists(data_root.coco_instances))
     use_boxes = source == "boxes" or (source == "both" and (
-        os.path.exists(data_root.oi_boxes) or os.path.exists(data_root.vg_objects)))
+        files.exists(data_root.oi_boxes) or files.exists(data_root.vg_objects)))
     if source == "both" and not (use_masks or use_boxes):
         data_root.require(data_root.coco_instances, "the overlap matrix (masks or boxes)")
     if use_masks:

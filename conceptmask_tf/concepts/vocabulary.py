@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from conceptmask_tf.base import files
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.errors import DataError, UnknownConceptError
 
@@ -96,7 +97,7 @@ class Vocabulary:
     def save_tsv(self, path: str) -> None:
         """Writes ``concepts.tsv``: header ``concept\\tcount\\tidf``, line i+2 = row i."""
         idf = self.idf
-        with open(path, "w", encoding="utf-8") as f:
+        with files.open_file(path, "w", encoding="utf-8") as f:
             f.write(TSV_HEADER + "\n")
             f.writelines(f"{name}\t{count}\t{a!r}\n" for name, count, a in zip(self.concepts, self.counts.tolist(), idf.tolist()))
 
@@ -108,7 +109,7 @@ class Vocabulary:
             DataError: On a wrong header, a malformed line or inconsistent idf values.
         """
         names, counts, idfs = [], [], []
-        with open(path, encoding="utf-8") as f:
+        with files.open_file(path, encoding="utf-8") as f:
             header = f.readline().rstrip("\n")
             if header != TSV_HEADER:
                 raise DataError(f"expected header {TSV_HEADER!r}, got {header!r}", path, "line 1")

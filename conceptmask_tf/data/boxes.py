@@ -7,11 +7,11 @@ with very few examples; `merge_box_sources` does that with `min_examples`.
 from __future__ import annotations
 
 import collections
-import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from conceptmask_tf.base import files
 from conceptmask_tf.data import open_images, visual_genome
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
@@ -112,8 +112,8 @@ def load_box_images(data_root: DataRoot, min_examples: int = 1,
         DataError: A malformed file (see the readers).
     """
     skips = skips if skips is not None else SkipCounter(data_root.root)
-    has_oi = os.path.exists(data_root.oi_boxes)
-    has_vg = os.path.exists(data_root.vg_objects)
+    has_oi = files.exists(data_root.oi_boxes)
+    has_vg = files.exists(data_root.vg_objects)
     if not has_oi and not has_vg:
         data_root.require(data_root.oi_boxes,
                           "box supervision (Open Images boxes, or Visual Genome "

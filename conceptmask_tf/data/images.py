@@ -1,16 +1,22 @@
-"""Image files: up-front checks on the host, in-graph decode and resize, an EXIF-aware loader.
+"""Image files: checked reads inside training pipelines, in-graph decode and resize, host
+checks and an EXIF-aware loader.
 
-Training pipelines call `check_images` before building a `tf.data.Dataset`, so a missing,
-empty, truncated or undecodable file is counted and reported instead of stopping an epoch
-half-way. In the graph, `read_image` / `decode_image` give uint8 RGB and `resize_image`
-gives float32 pixels in [0, 255] (models normalise in-graph, so serving feeds raw pixels).
+Training pipelines read their images through an `ImageReader`: each file is read and
+decoded where the pipeline needs it (no pass over the images before training), and a
+missing, empty, truncated, undecodable or too large file is skipped, counted once under its
+reason and never read again, instead of stopping an epoch half-way. `check_images` checks
+a list of files on the host (the evaluation's ground truth). In the graph, `read_image` /
+`decode_image` give uint8 RGB and `resize_image` gives float32 pixels in [0, 255] (models
+normalise in-graph, so serving feeds raw pixels).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -108,6 +114,96 @@ def _ends_with_jpeg_eoi(path: str) -> bool:
         f.seek(max(os.path.getsize(path) - 64, 0))
         tail = f.read().rstrip(b"\x00\r\n ")
     return tail.endswith(_JPEG_EOI)
+
+
+def image_bytes_problem(data: bytes) -> tuple[np.ndarray | None, str | None]:
+    """Decodes an encoded image as the training graph does, or says why it cannot.
+
+    The checks of `check_images` on the bytes of a file: not empty, PIL identifies and
+    verifies it (its declared size within PIL's decompression-bomb limit, so a huge image
+    is refused before it is decoded), a format `tf.io.decode_image` reads, and TensorFlow
+    decodes it.
+
+    Returns:
+        (uint8 [H, W, 3], None), or (None, the skip reason).
+    """
+    if not data:
+        return None, EMPTY
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format = image.format
+            image.verify()
+    except Image.DecompressionBombError:  # not an OSError: declared size over PIL's limit
+        return None, TOO_LARGE
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None, UNREADABLE
+    if image_format not in TF_DECODABLE_FORMATS:
+        return None, UNSUPPORTED
+    try:
+        return decode_image(tf.constant(data)).numpy(), None
+    except tf.errors.InvalidArgumentError:
+        return None, TRUNCATED
+
+
+class ImageReader:
+    """Reads the images of a training pipeline where it needs them; skips bad files.
+
+    `reader(path)` in a `tf.data` map gives (image uint8 [H, W, 3], ok bool []): the file
+    is read (any TensorFlow filesystem) and decoded in a `tf.py_function` (TensorFlow
+    releases the GIL while decoding, so a parallel map decodes in parallel). A bad file
+    gives a black 1 x 1 image and ok False: it is counted once in `skips` under its reason
+    (`image_bytes_problem`, or MISSING / UNREADABLE when it cannot be read), remembered,
+    and not read again in later epochs; `on_bad` is then called (e.g. to enforce
+    --max_bad_fraction on the running counts: an exception it raises stops the pipeline).
+
+    Args:
+        skips: Where bad files are counted (shared with the rest of the run).
+        on_bad: Called after each newly found bad file.
+    """
+
+    def __init__(self, skips: SkipCounter, on_bad: Callable[[], None] | None = None) -> None:
+        self.skips = skips
+        self.on_bad = on_bad
+        self._bad: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def bad_files(self) -> frozenset[str]:
+        """The bad files found so far."""
+        return frozenset(self._bad)
+
+    def __call__(self, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image, ok = tf.py_function(self._read, [path], [tf.uint8, tf.bool])
+        image.set_shape([None, None, 3])
+        ok.set_shape([])
+        return image, ok
+
+    def _read(self, path: tf.Tensor) -> tuple[np.ndarray, bool]:
+        name = path.numpy().decode("utf-8")
+        if name in self._bad:
+            return _BLACK, False
+        try:
+            with tf.io.gfile.GFile(name, "rb") as f:
+                data = f.read()
+        except tf.errors.NotFoundError:
+            image, reason = None, MISSING
+        except (tf.errors.OpError, OSError):
+            image, reason = None, UNREADABLE
+        else:
+            image, reason = image_bytes_problem(data)
+        if reason is None:
+            return image, True
+        with self._lock:
+            new = name not in self._bad
+            if new:
+                self._bad.add(name)
+                self.skips.skip(reason, path=name)
+        if new and self.on_bad is not None:
+            self.on_bad()
+        return _BLACK, False
+
+
+_BLACK = np.zeros((1, 1, 3), np.uint8)  # what a bad file gives in place of its image
 
 
 def decode_image(data: tf.Tensor) -> tf.Tensor:

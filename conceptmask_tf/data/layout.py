@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from conceptmask_tf.base import files
+
 SPLITS = ("strong", "weak_box", "weak_image", "zero_shot")
 
 
@@ -66,7 +68,7 @@ class DataRoot:
 
     def require(self, path: str, needed_for: str) -> str:
         """Returns `path` or raises FileNotFoundError saying which step needs it."""
-        if not os.path.exists(path):
+        if not files.exists(path):
             raise FileNotFoundError(
                 f"{needed_for} needs {os.path.relpath(path, self.root)} under data root "
                 f"{self.root!r}, but {path} does not exist (see DESIGN.md §3 for the layout)")

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from conceptmask_tf.base import files
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data._gc import gc_paused
 from conceptmask_tf.data.box_geometry import clip_boxes
@@ -56,7 +57,7 @@ def read_class_descriptions(path: str) -> dict[str, str]:
     """
     descriptions: dict[str, str] = {}
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with files.open_file(path, newline="", encoding="utf-8-sig") as f:
             for line, row in enumerate(csv.reader(f), start=1):
                 if not row:
                     continue
@@ -161,7 +162,7 @@ def read_oi_boxes(csv_path: str, class_descriptions: dict[str, str],
 
 def _read_header(path: str) -> list[str]:
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with files.open_file(path, newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f), None)
     except (csv.Error, UnicodeDecodeError) as e:
         raise DataError(f"cannot parse the CSV header: {e}", path=path, record="line 1") from e
@@ -174,11 +175,12 @@ def _read_table(path: str, header: list[str], number_columns: list[str]) -> pa.T
     types = {c: pa.string() for c in BOX_COLUMNS[:2]}
     types.update({c: pa.float64() for c in number_columns})
     try:
-        return pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
-            convert_options=pacsv.ConvertOptions(column_types=types,
-                                                 include_columns=list(types)))
+        with files.open_file(path, "rb") as f:
+            return pacsv.read_csv(
+                f,
+                read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+                convert_options=pacsv.ConvertOptions(column_types=types,
+                                                     include_columns=list(types)))
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
         _find_bad_row(path, header, number_columns)
         raise DataError(f"cannot parse CSV: {e}", path=path) from e
@@ -187,7 +189,7 @@ def _read_table(path: str, header: list[str], number_columns: list[str]) -> pa.T
 def _find_bad_row(path: str, header: list[str], number_columns: list[str]) -> None:
     """Re-reads a CSV that pyarrow rejected, raising a DataError that names the bad row."""
     positions = {c: header.index(c) for c in number_columns}
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+    with files.open_file(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         rows = csv.reader(f)
         next(rows, None)
         row_number = 0
@@ -237,12 +239,12 @@ def _image_paths(image_names: list[str], wanted: np.ndarray, image_prefix: str,
                  skips: SkipCounter) -> list[str | None]:
     """Data-root-relative path per wanted ImageID (None where not wanted or missing)."""
     if image_dir is None:
-        files = {name: name + ".jpg" for name in image_names}
+        file_of = {name: name + ".jpg" for name in image_names}
     else:
-        files = _files_by_stem(image_dir)
+        file_of = _files_by_stem(image_dir)
     paths: list[str | None] = []
     for name, is_wanted in zip(image_names, wanted.tolist(), strict=True):
-        file_name = files.get(name) if is_wanted else None
+        file_name = file_of.get(name) if is_wanted else None
         if file_name is None:
             if is_wanted:
                 skips.skip(SKIP_MISSING_IMAGE, csv_path, f"ImageID {name}")
@@ -256,12 +258,11 @@ def _files_by_stem(image_dir: str) -> dict[str, str]:
     """File stem -> file name for the image files in a folder (one listing, no stat per id)."""
     rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
     best: dict[str, tuple[int, str]] = {}
-    with os.scandir(image_dir) as entries:
-        for entry in entries:
-            stem, ext = os.path.splitext(entry.name)
-            order = rank.get(ext.lower())
-            if order is not None and order < best.get(stem, (math.inf, ""))[0]:
-                best[stem] = (order, entry.name)
+    for name in files.listdir(image_dir):
+        stem, ext = os.path.splitext(name)
+        order = rank.get(ext.lower())
+        if order is not None and order < best.get(stem, (math.inf, ""))[0]:
+            best[stem] = (order, name)
     return {stem: name for stem, (_, name) in best.items()}
 
 

@@ -11,6 +11,7 @@ import math
 import types
 from typing import Any
 
+from conceptmask_tf.base import files
 from conceptmask_tf.data._gc import gc_paused
 from conceptmask_tf.errors import DataError
 
@@ -20,7 +21,7 @@ _MISSING = object()
 def load_json(path: str) -> Any:
     """Parses a JSON file; a syntax or encoding error becomes a `DataError` naming the file."""
     try:
-        with open(path, encoding="utf-8") as f, gc_paused():
+        with files.open_file(path, encoding="utf-8") as f, gc_paused():
             return json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",

@@ -88,6 +88,7 @@ class SkipCounter:
     strict: bool = False
     counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     examples: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
+    over_limit: DataError | None = None  # set by check_bad_fraction when it raised
 
     def skip(self, reason: str, path: str | None = None,
                       record: str | int | None = None) -> None:
@@ -130,6 +131,33 @@ class SkipCounter:
         """Records skipped per bad reason (any severity but EXPECTED), most common first."""
         return {reason: n for reason, n in self.counts.most_common()
                 if severity_of(reason).is_bad}
+
+    def check_bad_fraction(self, num_examples: int, max_fraction: float) -> None:
+        """Raises when more than `max_fraction` of the records are bad (--max_bad_fraction).
+
+        Records are the training examples plus the annotation records dropped as broken
+        before they became examples (e.g. a box outside its image); bad are those and the
+        bad image files found so far, so the fraction is bad records / records. Checked
+        before training and, on the running counts, each time a pipeline finds a bad
+        image file (`images.ImageReader`). The error is also kept in `over_limit`, for
+        the training loop to raise after the pipeline that raised it stopped.
+
+        Raises:
+            DataError: Too many bad records; names the fraction, the limit, the flag and
+                example records.
+        """
+        bad_annotations = self.count_with(Severity.BAD_ANNOTATION)
+        bad = self.count_with(Severity.BAD_IMAGE_FILE) + bad_annotations
+        records = num_examples + bad_annotations
+        if not bad or bad <= max_fraction * records:
+            return
+        details = "; ".join(f"{n} x {r} (e.g. {', '.join(self.examples[r])})"
+                            for r, n in self.bad_counts().items())
+        self.over_limit = DataError(
+            f"{bad} of {records} training records ({bad / records:.1%}) are bad, more than "
+            f"--max_bad_fraction={max_fraction:g} allows: {details}. Fix or remove them, or "
+            "raise --max_bad_fraction.")
+        raise self.over_limit
 
     def merge(self, other: SkipCounter) -> None:
         """Adds another counter's skips to this one."""

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
+from conceptmask_tf.base import files
 from conceptmask_tf.base import progress as progress_lib
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data.open_images import read_class_descriptions
@@ -179,7 +180,7 @@ def iter_tag_manifest(path: str, skips: SkipCounter | None = None) -> Iterator[T
         DataError: On a malformed line, naming the file and line number.
     """
     skips = skips if skips is not None else SkipCounter(path)
-    with open(path, "rb") as f:
+    with files.open_file(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
             parsed = _parse_line(line, path, lineno)
             if parsed is None:
@@ -214,7 +215,7 @@ def _oi_label_rows(labels_csv: str, descriptions_csv: str, skips: SkipCounter
                    ) -> Iterator[tuple[str, str | None, bool]]:
     """(ImageID, display name or None for an unknown MID (counted), present) per data row."""
     mid_names = read_class_descriptions(descriptions_csv)
-    with open(labels_csv, encoding="utf-8-sig", newline="") as f:
+    with files.open_file(labels_csv, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         cols = _oi_columns(next(reader, []), labels_csv)
         for row_number, row in enumerate(reader, 2):
@@ -416,7 +417,7 @@ def _iter_line_chunks(path: str, chunk_bytes: int) -> Iterator[_Chunk]:
     """Yields the file in chunks of whole lines (one copy of the bytes)."""
     first_line = 1
     carry = b""
-    with open(path, "rb") as f:
+    with files.open_file(path, "rb") as f:
         while True:
             block = f.read(chunk_bytes)
             if not block:
@@ -530,7 +531,7 @@ def read_tag_corpus(path: str, skips: SkipCounter | None = None, with_images: bo
             _add_python_chunk(builder, chunk, path)
         bar.update(len(chunk.data))
 
-    with progress_lib.bar(progress, os.path.getsize(path), f"reading {os.path.basename(path)}",
+    with progress_lib.bar(progress, files.getsize(path), f"reading {os.path.basename(path)}",
                           "B") as bar, concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = None
         for chunk in _iter_line_chunks(path, chunk_bytes):
@@ -554,13 +555,14 @@ def read_oi_label_corpus(labels_csv: str, descriptions_csv: str,
     """
     skips = skips if skips is not None else SkipCounter(labels_csv)
     mid_names = read_class_descriptions(descriptions_csv)
-    with open(labels_csv, encoding="utf-8-sig", newline="") as f:
+    with files.open_file(labels_csv, encoding="utf-8-sig", newline="") as f:
         _oi_columns(next(csv.reader(f), []), labels_csv)
     try:
-        table = pa_csv.read_csv(labels_csv, convert_options=pa_csv.ConvertOptions(
-            include_columns=["ImageID", "LabelName", "Confidence"],
-            column_types={"ImageID": pa.string(), "LabelName": pa.string(),
-                          "Confidence": pa.float64()}))
+        with files.open_file(labels_csv, "rb") as f:
+            table = pa_csv.read_csv(f, convert_options=pa_csv.ConvertOptions(
+                include_columns=["ImageID", "LabelName", "Confidence"],
+                column_types={"ImageID": pa.string(), "LabelName": pa.string(),
+                              "Confidence": pa.float64()}))
     except pa.ArrowInvalid:
         table = None
     if table is None or table.column("Confidence").null_count:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import posixpath
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from conceptmask_tf.base import files
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.data._gc import gc_paused
 from conceptmask_tf.data.box_geometry import clip_boxes
@@ -133,7 +133,7 @@ def read_vg_objects(objects_path: str, image_data_path: str, image_prefix: str =
     skips = skips if skips is not None else SkipCounter(objects_path)
     aliases = normalize_aliases(aliases) if aliases else None
     infos = _read_image_data(image_data_path, image_prefix)
-    existing = set(os.listdir(image_dir)) if image_dir is not None else None
+    existing = set(files.listdir(image_dir)) if image_dir is not None else None
     entries = require_list(load_json(objects_path), "the top level", objects_path)
     with gc_paused():
         rows = _collect_rows(entries, objects_path, infos, existing, aliases, skips)

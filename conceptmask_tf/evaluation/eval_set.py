@@ -25,6 +25,7 @@ import tensorflow as tf
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from conceptmask_tf.base import files
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.data import coco
@@ -188,7 +189,7 @@ def load_eval_set(data_root: str, embeddings: ConceptEmbeddings,
     merged: dict[str, tuple[MaskedImage, list[EvalPair]]] = {}
     for split in splits:
         path = root.eval_file(split) if which == "eval" else root.val_file(split)
-        if not os.path.exists(path):
+        if not files.exists(path):
             logger.warning("no ground truth for split %r (%s does not exist): its metrics "
                            "are null", split, path)
             missing.append(split)
@@ -261,7 +262,7 @@ def _usable_files(data_root: str, items: list[MaskedImage], skips: SkipCounter,
     for item, ok in zip(items, readable):
         if ok:
             path = os.path.join(data_root, item.image)
-            with Image.open(path) as image:  # reads the header only
+            with files.open_file(path, "rb") as f, Image.open(f) as image:  # the header only
                 ok = image.size == (item.width, item.height)
             if not ok:
                 skips.skip(SIZE_MISMATCH, path=path,

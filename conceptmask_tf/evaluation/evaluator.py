@@ -49,6 +49,7 @@ from conceptmask_tf.assembly.segmenter import (
     is_saved_segmenter,
 )
 from conceptmask_tf.assembly.stage_networks import StageNetworks, load_stage_networks
+from conceptmask_tf.base import files
 from conceptmask_tf.concepts.diagnostics import concept_flags, load_diagnostics
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings, require_concepts
 from conceptmask_tf.data.layout import SPLITS
@@ -346,7 +347,7 @@ def assemble_report(attention_by_split: Mapping[str, Mapping[str, Any]],
 def summary(report: Mapping[str, Any], out_dir: str) -> str:
     """What `evaluate` wrote and the paper-style headline rows, for the binary."""
     pictures_dir = os.path.join(out_dir, "pictures")
-    count = len(os.listdir(pictures_dir)) if os.path.isdir(pictures_dir) else 0
+    count = len(files.listdir(pictures_dir)) if files.isdir(pictures_dir) else 0
 
     def row(label: str, values: list[Any]) -> str:
         cells = ["–" if v is None else f"{v:.3f}" for v in values]

@@ -21,7 +21,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from conceptmask_tf import visualization
-from conceptmask_tf.base import metrics
+from conceptmask_tf.base import files, metrics
 from conceptmask_tf.data.layout import SPLITS
 from conceptmask_tf.evaluation.eval_set import EvalImage, EvalPair, EvalSet
 from conceptmask_tf.evaluation.predictors import Predictor, run_batch
@@ -112,7 +112,7 @@ def write_pictures(predict: Predictor, eval_set: EvalSet, choices: Sequence[Pict
         The pictures, paths relative to `out_dir`, then (with any choice) one sheet of
         them all, one row per picture (group `SHEET_GROUP`, `SHEET_FILE`).
     """
-    os.makedirs(os.path.join(out_dir, PICTURES_DIR), exist_ok=True)
+    files.makedirs(os.path.join(out_dir, PICTURES_DIR))
     pictures = []
     all_rows, all_captions = [], []
     for i, choice in enumerate(choices):
@@ -134,16 +134,21 @@ def write_pictures(predict: Predictor, eval_set: EvalSet, choices: Sequence[Pict
         all_captions.append([f"{choice.group}: {captions[0]}", *captions[1:]])
         sheet = visualization.contact_sheet([row], [captions])
         relative = os.path.join(PICTURES_DIR, f"{i:02d}_{choice.group}_{_slug(concept)}.png")
-        sheet.save(os.path.join(out_dir, relative))
+        _save_png(sheet, os.path.join(out_dir, relative))
         caption = (f"{concept} ({split} split, {choice.image.image}): image | refined "
                    f"attention | mask probabilities, outlined at 0.5 (IoU {iou:.2f}) | "
                    f"ground truth")
         pictures.append(Picture(relative, caption, choice.group))
     if all_rows:
         relative = os.path.join(PICTURES_DIR, SHEET_FILE)
-        visualization.contact_sheet(all_rows, all_captions, tile_size=128).save(
-            os.path.join(out_dir, relative))
+        _save_png(visualization.contact_sheet(all_rows, all_captions, tile_size=128),
+                  os.path.join(out_dir, relative))
         pictures.append(Picture(relative, "every picture above in one sheet: kind and concept "
                                 "| refined attention | mask probabilities | ground truth",
                                 SHEET_GROUP))
     return pictures
+
+
+def _save_png(picture: Image.Image, path: str) -> None:
+    with files.open_file(path, "wb") as f:
+        picture.save(f, "PNG")

@@ -18,11 +18,11 @@ import json
 import math
 import numbers
 import os
-import tempfile
 import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from conceptmask_tf.base import files
 from conceptmask_tf.data.layout import SPLITS
 
 ATTENTION_VARIANTS = ("original", "original_finetuned", "refined_noneg", "refined")
@@ -208,20 +208,6 @@ def _json_safe(value: Any, path: str) -> Any:
     raise ValueError(f"{path}: cannot be written as JSON ({_type_name(value)} {value!r})")
 
 
-def _write_atomically(path: str, text: str) -> None:
-    folder = os.path.dirname(path) or "."
-    handle, temp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
-                                         suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
-
-
 def write_report(report: Mapping[str, Any], out_dir: str,
                  pictures: Sequence[Picture] = ()) -> tuple[str, str]:
     """Validates the report and writes `report.json` and `report.md` into `out_dir`.
@@ -245,11 +231,11 @@ def write_report(report: Mapping[str, Any], out_dir: str,
     clean = _json_safe(report, "")
     json_text = json.dumps(clean, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
     markdown = render_markdown(clean, pictures)
-    os.makedirs(out_dir, exist_ok=True)
+    files.makedirs(out_dir)
     json_path = os.path.join(out_dir, REPORT_JSON)
     md_path = os.path.join(out_dir, REPORT_MD)
-    _write_atomically(json_path, json_text)
-    _write_atomically(md_path, markdown)
+    files.write_atomically(json_path, json_text)
+    files.write_atomically(md_path, markdown)
     return json_path, md_path
 
 

@@ -8,13 +8,13 @@ A stage's model dir holds `<stage>.keras` (the stage network, no training wrappe
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import keras
 
 import conceptmask_tf.models  # noqa: F401  (registers the custom layers for loading)
+from conceptmask_tf.base import files
 
 CONFIG_FILE = "config.json"
 
@@ -40,7 +40,7 @@ def load_stage_model(model_dir: str, stage: str) -> keras.Model:
         FileNotFoundError: The stage has not finished in `model_dir`.
     """
     path = model_path(model_dir, stage)
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise FileNotFoundError(f"{path} does not exist: train stage {stage!r} into "
                                 f"{model_dir} first ({_PRODUCER[stage]})")
     return keras.saving.load_model(path, compile=False)
@@ -49,7 +49,6 @@ def load_stage_model(model_dir: str, stage: str) -> keras.Model:
 def read_stage_config(model_dir: str) -> dict[str, Any]:
     """`<model_dir>/config.json` as {"stage", "config", "runtime"}; {} when absent."""
     path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return files.read_json(path)

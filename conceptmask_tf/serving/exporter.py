@@ -19,12 +19,10 @@ overwritten.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import posixpath
 import re
-import shutil
 import tempfile
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +33,7 @@ from tqdm import tqdm
 
 import conceptmask_tf
 from conceptmask_tf.assembly.segmenter import load_segmenter
+from conceptmask_tf.base import files
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.errors import DataError
 from conceptmask_tf.models import ConceptMask
@@ -52,10 +51,10 @@ _VERSION = re.compile(r"^[0-9]+$")
 
 def existing_versions(base_dir: str) -> list[int]:
     """Sorted integer version folders under `<export_dir>/<name>` (others are ignored)."""
-    if not os.path.isdir(base_dir):
+    if not files.isdir(base_dir):
         return []
-    return sorted(int(n) for n in os.listdir(base_dir)
-                  if _VERSION.match(n) and os.path.isdir(os.path.join(base_dir, n)))
+    return sorted(int(n) for n in files.listdir(base_dir)
+                  if _VERSION.match(n) and files.isdir(os.path.join(base_dir, n)))
 
 
 def next_version(base_dir: str) -> int:
@@ -139,7 +138,7 @@ def export_saved_model(model: ConceptMask, embeddings: ConceptEmbeddings, export
     if not name or name != os.path.basename(name) or name.startswith("."):
         raise ValueError(f"name must be a plain folder name, got {name!r}")
     base = os.path.join(export_dir, name)
-    os.makedirs(base, exist_ok=True)
+    files.makedirs(base)
     version = next_version(base) if version is None else int(version)
     if version < 1:
         raise ValueError(f"version must be >= 1, got {version}")
@@ -147,29 +146,29 @@ def export_saved_model(model: ConceptMask, embeddings: ConceptEmbeddings, export
     _refuse_existing(final, base)
     archive = signatures.build_archive(model, embeddings, checks=checks,
                                        max_image_side=max_image_side)
-    staging = tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=export_dir)
+    staging = files.sibling_path(os.path.join(export_dir, f"{name}-{version}"), "staging")
+    files.makedirs(staging)
     try:
         written = os.path.join(staging, str(version))
         archive.write_out(written, verbose=False)
         extra = os.path.join(written, EXTRA_DIR)
         embeddings.save(extra)
         metadata = _metadata(model, embeddings, name, version, checks, max_image_side, info)
-        with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2)
+        files.write_json(os.path.join(extra, METADATA_FILE), metadata, indent=2)
         _refuse_existing(final, base)
         try:
-            os.rename(written, final)
+            files.rename(written, final)
         except OSError as e:  # another export took the version meanwhile
             raise FileExistsError(f"{final} could not be created: {e}") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        files.rmtree(staging, ignore_errors=True)
     if serving_root is not None:
         write_models_config(export_dir, name, posixpath.join(serving_root, name))
     return final
 
 
 def _refuse_existing(final: str, base: str) -> None:
-    if os.path.exists(final):
+    if files.exists(final):
         raise FileExistsError(f"{final} already exists: a version is never overwritten; give "
                               f"another version or none (next: {next_version(base)})")
 
@@ -184,8 +183,7 @@ def read_models_config(path: str) -> Any:
     from tensorflow_serving.config import model_server_config_pb2
 
     config = model_server_config_pb2.ModelServerConfig()
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = files.read_text(path)
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as e:
@@ -208,7 +206,7 @@ def write_models_config(export_dir: str, name: str, base_path: str) -> str:
     from tensorflow_serving.config import model_server_config_pb2
 
     path = os.path.join(export_dir, MODELS_CONFIG)
-    if os.path.exists(path):
+    if files.exists(path):
         config = read_models_config(path)
     else:
         config = model_server_config_pb2.ModelServerConfig()
@@ -219,10 +217,7 @@ def write_models_config(export_dir: str, name: str, base_path: str) -> str:
     entry.name = name
     entry.base_path = base_path
     entry.model_platform = "tensorflow"
-    staging = f"{path}.tmp-{os.getpid()}"
-    with open(staging, "w", encoding="utf-8") as f:
-        f.write(text_format.MessageToString(config))
-    os.replace(staging, path)
+    files.write_atomically(path, text_format.MessageToString(config))
     return path
 
 
@@ -275,18 +270,32 @@ def export_segmenter(source: str, export_dir: str, *, concepts_dir: str | None =
         if tflite or onnx:
             from conceptmask_tf.serving import convert  # helper module of the conversions
 
-            with tempfile.TemporaryDirectory(prefix=".convert-", dir=export_dir) as staging:
+            # The converters (TFLite, tf2onnx in a subprocess) read and write local files:
+            # for an export dir on another filesystem (gs://, ...) they work in a local
+            # temporary folder and their files are copied over.
+            local = files.is_local(export_dir)
+            with tempfile.TemporaryDirectory(prefix=".convert-",
+                                             dir=export_dir if local else None) as staging:
                 source = write_conversion_saved_model(model, os.path.join(staging, "model"))
+                out_dir = export_dir if local else staging
+
+                def deliver(path: str) -> str:
+                    if local:
+                        return path
+                    target = os.path.join(export_dir, os.path.basename(path))
+                    files.copy(path, target, overwrite=True)
+                    return target
+
                 if tflite:
-                    result["tflite"] = convert.to_tflite(
-                        source, os.path.join(export_dir, f"{name}.tflite"))
+                    result["tflite"] = deliver(convert.to_tflite(
+                        source, os.path.join(out_dir, f"{name}.tflite")))
                     bar.update()
-                    result["tflite_dynamic_range"] = convert.to_tflite(
-                        source, os.path.join(export_dir, f"{name}_dynamic_range.tflite"),
-                        quantize=True)
+                    result["tflite_dynamic_range"] = deliver(convert.to_tflite(
+                        source, os.path.join(out_dir, f"{name}_dynamic_range.tflite"),
+                        quantize=True))
                     bar.update()
                 if onnx:
-                    result["onnx"] = convert.to_onnx(source,
-                                                     os.path.join(export_dir, f"{name}.onnx"))
+                    result["onnx"] = deliver(convert.to_onnx(
+                        source, os.path.join(out_dir, f"{name}.onnx")))
                     bar.update()
     return result

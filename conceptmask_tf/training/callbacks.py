@@ -222,6 +222,31 @@ class SummaryImages(keras.callbacks.Callback):
             self._writer.close()
 
 
+class ReportSkips(keras.callbacks.Callback):
+    """Logs, at the end of each epoch, the records the input pipeline skipped in it.
+
+    Bad image files are found where the pipeline reads them (`data.images.ImageReader`),
+    so a run learns of them as it goes; each epoch that found new ones logs the counts
+    per reason so far, with examples.
+
+    Args:
+        skips: The run's counter (shared with the pipeline).
+        logger: Where to log.
+    """
+
+    def __init__(self, skips, logger) -> None:
+        super().__init__()
+        self.skips = skips
+        self.logger = logger
+        self._seen = skips.total
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if self.skips.total > self._seen:
+            self.logger.warning("epoch %d: %d more record(s) skipped while reading.\n%s",
+                                epoch + 1, self.skips.total - self._seen, self.skips.report())
+            self._seen = self.skips.total
+
+
 def progress_verbosity() -> int:
     """Keras `verbose`: 1 (progress bar) on a terminal, else 2 (one line per epoch)."""
     return 1 if sys.stdout.isatty() else 2

@@ -14,6 +14,8 @@ import os
 import typing
 from typing import Any
 
+from conceptmask_tf.base import files
+
 CONFIG_FILE = "config.json"
 STRATEGIES = ("none", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("adam", "sgd")
@@ -68,14 +70,16 @@ class TrainingConfig:
     flip: bool = _field(True, "Random horizontal flips.")
     scale_jitter: float = _field(0.0, "Random zoom-in crops keeping 1 - scale_jitter .. 1 of "
                                       "each side (0 disables).")
-    shuffle_buffer: int | None = _field(None, "Shuffle buffer; default: all examples.")
-    check_files: bool = _field(True, "Check (decode) every image file before training "
-                                     "(unreadable files are counted skips).")
-    max_bad_fraction: float = _field(0.1, "Stop before training when more than this "
-                                          "fraction of the training records is bad "
-                                          "(unreadable image files, boxes or masks "
-                                          "outside the image, ...); bad records below it "
-                                          "are skipped and reported.")
+    shuffle_buffer: int | None = _field(10_000, "Shuffle buffer, in examples (paths and "
+                                                "targets; images are read after it). "
+                                                "Bounded, so memory stays flat in the "
+                                                "number of examples (None in Python: all).")
+    max_bad_fraction: float = _field(0.1, "Stop training when more than this fraction of "
+                                          "the training records is bad (boxes or masks "
+                                          "outside the image, found before training; "
+                                          "unreadable image files, found where the "
+                                          "input pipeline reads them); bad records below "
+                                          "it are skipped and reported.")
     jit_compile: bool = _field(False, "Compile the train step with XLA (turned off, with a "
                                       "warning, under MirroredStrategy with > 1 replica).")
     distribution_strategy: str = _field("none", "tf.distribute strategy: none (default "
@@ -341,9 +345,16 @@ def config_to_dict(config: TrainingConfig) -> dict[str, Any]:
             for f in dataclasses.fields(config)}
 
 
+# Fields of earlier versions that config.json files may still hold; read and ignored.
+# check_files: the up-front image check, replaced by checks where the pipeline reads.
+RETIRED_FIELDS = frozenset({"check_files"})
+
+
 def config_from_dict(cls: type[TrainingConfig], values: dict[str, Any]) -> TrainingConfig:
-    """The inverse of `config_to_dict` (lists back to tuples; unknown keys are an error)."""
+    """The inverse of `config_to_dict` (lists back to tuples; unknown keys are an error,
+    `RETIRED_FIELDS` are dropped)."""
     names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in values.items() if k not in RETIRED_FIELDS}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
@@ -360,15 +371,11 @@ def save_config(config: TrainingConfig, model_dir: str,
         runtime: Facts of the run that are not settings (replicas, precision policy,
             versions, example counts).
     """
-    os.makedirs(model_dir, exist_ok=True)
+    files.makedirs(model_dir)
     path = os.path.join(model_dir, CONFIG_FILE)
     document = {"stage": config.stage, "config": config_to_dict(config),
                 "runtime": runtime or {}}
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    files.write_atomically(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
     return path
 
 
@@ -380,11 +387,10 @@ def load_config(model_dir: str) -> TrainingConfig:
         ValueError: An unknown stage or field.
     """
     path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise FileNotFoundError(f"{path} does not exist: {model_dir!r} is not the model dir "
                                 "of a finished training run")
-    with open(path, encoding="utf-8") as f:
-        document = json.load(f)
+    document = files.read_json(path)
     stage = document.get("stage")
     if stage not in CONFIG_CLASSES:
         raise ValueError(f"{path}: unknown stage {stage!r}")

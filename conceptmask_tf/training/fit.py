@@ -17,7 +17,6 @@ import tensorflow as tf
 from conceptmask_tf.concepts.concept_sets import HELD_OUT_FACT
 from conceptmask_tf.data import skips as skips_lib
 from conceptmask_tf.data.skips import Severity, SkipCounter
-from conceptmask_tf.errors import DataError
 from conceptmask_tf.training import callbacks as callbacks_lib
 from conceptmask_tf.training.config import CONFIG_FILE, TrainingConfig, save_config
 from conceptmask_tf.training.strategy import (
@@ -163,11 +162,11 @@ def make_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
 def training_input_options(config: TrainingConfig, skips: SkipCounter) -> dict[str, Any]:
     """Keyword arguments every stage's training pipeline takes from the config.
 
-    One place, so the three stages shuffle, augment, check files and repeat alike.
+    One place, so the three stages shuffle, augment, skip bad images and repeat alike.
     """
     return {"batch_size": config.batch_size, "training": True, "seed": config.seed,
             "flip": config.flip, "scale_jitter": config.scale_jitter,
-            "check_files": config.check_files, "skips": skips,
+            "max_bad_fraction": config.max_bad_fraction, "skips": skips,
             "shuffle_buffer": config.shuffle_buffer, "repeat": True}
 
 
@@ -198,32 +197,13 @@ def resolved_config(config: TrainingConfig, num_examples: int, runtime: Runtime
 
 
 def check_bad_fraction(skips: SkipCounter, num_examples: int, max_fraction: float) -> None:
-    """Refuses to train when too many training records are bad.
-
-    Records are the stage's training examples (whose image files were checked) plus the
-    annotation records dropped as broken before they became examples (e.g. a box outside
-    its image), so the fraction is bad records / records.
-
-    Args:
-        skips: The run's skipped records.
-        num_examples: Training examples before the image file checks.
-        max_fraction: The most bad records allowed, as a fraction (`--max_bad_fraction`).
+    """Refuses to train when too many training records are bad
+    (`SkipCounter.check_bad_fraction`; the pipelines check again as they read images).
 
     Raises:
-        DataError: More than `max_fraction` of the records are bad; names the fraction,
-            the limit, the flag and example records.
+        DataError: More than `max_fraction` of the records are bad.
     """
-    bad_files = skips.count_with(Severity.BAD_IMAGE_FILE)
-    bad_annotations = skips.count_with(Severity.BAD_ANNOTATION)
-    bad = bad_files + bad_annotations
-    records = num_examples + bad_annotations
-    if not bad or bad <= max_fraction * records:
-        return
-    details = "; ".join(f"{n} x {r} (e.g. {', '.join(skips.examples[r])})"
-                        for r, n in skips.bad_counts().items())
-    raise DataError(f"{bad} of {records} training records ({bad / records:.1%}) are bad, "
-                    f"more than --max_bad_fraction={max_fraction:g} allows: {details}. "
-                    "Fix or remove them, or raise --max_bad_fraction.")
+    skips.check_bad_fraction(num_examples, max_fraction)
 
 
 def check_resume(config: TrainingConfig) -> None:
@@ -269,16 +249,20 @@ def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: Trainin
         stage_model: The network saved at the end (and in checkpoints).
         model_file: File name of the final model in model_dir (written to a temporary
             file and renamed).
-        num_examples: Training examples before the image file checks (for
-            `check_bad_fraction`).
+        num_examples: Training examples (for `check_bad_fraction`).
         pictures: TensorBoard pictures drawn each epoch (None: no pictures).
         facts: Extra "runtime" facts for config.json (also kept in the result; a
             non-empty `HELD_OUT_FACT` is named in its summary).
         skips: Records dropped while reading the data.
         callbacks: Extra callbacks (run last).
 
+    Bad image files are found where the pipeline reads them: each epoch's new ones are
+    logged (`callbacks.ReportSkips`), config.json's "skipped_records" is written again
+    at the end, and the pipeline stops the run when they pass `config.max_bad_fraction`.
+
     Raises:
-        DataError: More than `config.max_bad_fraction` of the records are bad.
+        DataError: More than `config.max_bad_fraction` of the records are bad (before or
+            during training).
         ValueError: model_dir holds a backup of a run with other step accounting.
     """
     skips = skips if skips is not None else SkipCounter()
@@ -308,9 +292,17 @@ def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: Trainin
         standard.append(callbacks_lib.SummaryImages(
             os.path.join(model_dir, LOG_DIR, "images"), f"{config.stage}/validation",
             pictures.render, pictures.description))
-    history = trainer.fit(dataset, epochs=config.epochs, steps_per_epoch=config.steps,
-                          callbacks=[*standard, *callbacks], shuffle=False,
-                          verbose=callbacks_lib.progress_verbosity())
+    standard.append(callbacks_lib.ReportSkips(skips, logger))
+    try:
+        history = trainer.fit(dataset, epochs=config.epochs, steps_per_epoch=config.steps,
+                              callbacks=[*standard, *callbacks], shuffle=False,
+                              verbose=callbacks_lib.progress_verbosity())
+    except tf.errors.OpError:
+        if skips.over_limit is not None:  # raised in the input pipeline
+            raise skips.over_limit from None
+        raise
+    save_config(config, config.model_dir, {**runtime.facts(), **facts,
+                                           "skipped_records": skips.as_dict()})
     model_path = os.path.join(model_dir, model_file)
     with callbacks_lib.replacing(model_path) as temporary:
         stage_model.save(temporary)

@@ -185,7 +185,7 @@ class SegmentationStage(Stage[SegmentationConfig, MaskExamples]):
             cached = attention_cache(built.trainer, segmentation_dataset(
                 config.data_root, examples.masked, examples.index,
                 image_size=config.image_size, batch_size=config.batch_size, training=False,
-                check_files=config.check_files, skips=SkipCounter(config.data_root)))
+                keep_bad_images=True, skips=SkipCounter(config.data_root)))
         dataset = segmentation_dataset(
             config.data_root, examples.masked, examples.index, image_size=config.image_size,
             attention=cached, **input_options)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
+from conceptmask_tf.base import files
 from conceptmask_tf.data import images as images_lib
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.splits import read_split_ground_truth
@@ -68,7 +68,7 @@ def validation_examples(data_root: str, splits: Sequence[str], concept_index: Ma
     root = DataRoot(data_root)
     pixels, ids, names = [], [], []
     for split in splits:
-        if not os.path.exists(root.val_file(split)):
+        if not files.exists(root.val_file(split)):
             continue
         try:
             truth = read_split_ground_truth(root, split, which="val")

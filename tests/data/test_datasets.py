@@ -88,7 +88,7 @@ def test_embedding_training_batches_are_full_and_keep_image_target_pairs(tmp_pat
     dataset = embedding_dataset(str(tmp_path), paths, targets, image_size=8, batch_size=2,
                                 training=True, seed=3, scale_jitter=0.3)
     batches = _batches(dataset)
-    assert len(batches) == steps_per_epoch(5, 2) == 2 == int(dataset.cardinality())
+    assert len(batches) == steps_per_epoch(5, 2) == 2  # cardinality unknown: bad images drop
     for images, target in batches:
         assert images.shape == (2, 8, 8, 3) and target.shape == (2, 2)
         # A flat image of value 40 i stays flat under crop, resize and flip.
@@ -109,7 +109,7 @@ def test_embedding_reads_grey_rgba_and_jpeg_as_rgb(tmp_path):
     np.testing.assert_allclose(images[2], np.full((8, 8, 3), 120), atol=2)
 
 
-def test_embedding_drops_bad_files_with_their_targets_before_tf_data(tmp_path):
+def test_embedding_drops_bad_files_with_their_targets_where_it_reads_them(tmp_path):
     good = [_save(tmp_path, f"images/{i}.png", _flat(40 * i)) for i in range(3)]
     jpeg = tmp_path / "images" / "big.jpg"
     noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -135,19 +135,45 @@ def test_embedding_rejects_misaligned_targets_and_an_empty_result(tmp_path):
     with pytest.raises(ValueError, match="targets"):
         embedding_dataset(str(tmp_path), [path], np.zeros((2, 3)), image_size=4, batch_size=1,
                           training=False)
-    with pytest.raises(DataError, match="missing image file"):
-        embedding_dataset(str(tmp_path), ["images/gone.png"], np.zeros((1, 3)), image_size=4,
-                          batch_size=1, training=False)
+    skips = SkipCounter()
+    nothing = embedding_dataset(str(tmp_path), ["images/gone.png"], np.zeros((1, 3)),
+                                image_size=4, batch_size=1, training=False, skips=skips)
+    with pytest.raises(tf.errors.OpError, match="no usable embedding image"):
+        list(nothing)  # found where it is read: the pipeline stops, naming why
+    assert isinstance(skips.over_limit, DataError)
+    assert "every image file is bad" in str(skips.over_limit)
+    assert "missing image file" in str(skips.over_limit)
     with pytest.raises(ValueError, match="no full batch"):  # training would yield nothing
         embedding_dataset(str(tmp_path), [path], np.zeros((1, 3)), image_size=4, batch_size=2,
                           training=True)
+
+
+def test_bad_images_are_found_while_training_and_the_limit_holds_on_running_counts(
+        tmp_path):
+    good = [_save(tmp_path, f"images/{i}.png", _flat(10 * i)) for i in range(8)]
+    (tmp_path / "images" / "noise.jpg").write_bytes(os.urandom(300))
+    paths = good + ["images/missing.png", "images/noise.jpg"]  # 2 bad of 10 records
+    targets = np.zeros((10, 1), np.float32)
+    skips = SkipCounter()
+    within = embedding_dataset(str(tmp_path), paths, targets, image_size=4, batch_size=2,
+                               training=True, seed=0, repeat=True, max_bad_fraction=0.2,
+                               skips=skips)
+    assert skips.total == 0  # nothing is read before the first batch
+    assert len(list(within.take(12))) == 12  # three passes: each bad file counted once
+    assert skips.as_dict() == {image_files.MISSING: 1, image_files.UNREADABLE: 1}
+    skips = SkipCounter()
+    over = embedding_dataset(str(tmp_path), paths, targets, image_size=4, batch_size=2,
+                             training=True, seed=0, repeat=True, max_bad_fraction=0.1,
+                             skips=skips)
+    with pytest.raises(tf.errors.OpError, match="more than --max_bad_fraction=0.1 allows"):
+        list(over.take(12))
+    assert "2 of 10 training records (20.0%) are bad" in str(skips.over_limit)
 
 
 def test_repeat_gives_an_endless_stream_that_steps_per_epoch_cuts(tmp_path):
     paths = [_save(tmp_path, f"images/{i}.png", _flat(i)) for i in range(3)]
     dataset = embedding_dataset(str(tmp_path), paths, np.zeros((3, 1)), image_size=4,
                                 batch_size=2, training=True, seed=0, repeat=True)
-    assert dataset.cardinality() == tf.data.INFINITE_CARDINALITY
     assert len(list(dataset.take(5))) == 5
     assert steps_per_epoch(3, 2) == 1 and steps_per_epoch(3, 2, drop_remainder=False) == 2
 

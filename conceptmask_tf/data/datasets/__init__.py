@@ -1,7 +1,8 @@
 """tf.data input pipelines, one per training stage (paper §4).
 
-Every pipeline reads images from files under a data root, checks them first
-(`images.check_images`), and yields float32 pixels in [0, 255] at a square `image_size`.
+Every pipeline reads images from files under a data root where it needs them, skipping
+and counting bad files there (`images.ImageReader`, `builder.make_dataset`), and yields
+float32 pixels in [0, 255] at a square `image_size`.
 Training mode shuffles (seeded), flips and optionally crops image and targets jointly,
 and drops the last partial batch; eval mode keeps record order and every example.
 

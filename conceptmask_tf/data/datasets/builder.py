@@ -1,18 +1,19 @@
-"""What the stage pipelines share: file checks, then shuffle, augment, batch and prefetch."""
+"""What the stage pipelines share: shuffle, checked image reads, augment, batch, prefetch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from conceptmask_tf.data.images import check_images
+from conceptmask_tf.data.images import ImageReader
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.errors import DataError
 
-# parse(element, seed) -> (features, targets); seed is int64 [2] in training, None in eval.
+# parse(element, seed) -> (features, targets); seed is int64 [2] in training, None in eval;
+# element["image"] is the decoded image of element["path"], uint8 [H, W, 3].
 # With a FinishBatch, parse returns (features, targets, extras) and finish_batch maps the
 # batched triple to (features, targets).
 Parse = Callable[[dict[str, tf.Tensor], tf.Tensor | None], Any]
@@ -26,19 +27,6 @@ def check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def usable_images(data_root: str, paths: Sequence[str], skips: SkipCounter,
-                  check_files: bool) -> np.ndarray:
-    """bool [len(paths)]: which image files the graph can read (all if not checking).
-
-    Each distinct file is checked once; failures are counted in `skips`.
-    """
-    if not check_files:
-        return np.ones(len(paths), dtype=bool)
-    distinct = list(dict.fromkeys(paths))
-    ok = dict(zip(distinct, check_images(data_root, distinct, skips)))
-    return np.array([ok[p] for p in paths], dtype=bool)
-
-
 def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = True) -> int:
     """Batches in one pass over `num_examples` (training drops the last partial batch)."""
     check_positive(batch_size=batch_size)
@@ -50,13 +38,18 @@ def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = T
 def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int,
                  batch_size: int, training: bool, seed: int | None,
                  shuffle_buffer: int | None, repeat: bool, what: str,
-                 skips: SkipCounter, finish_batch: FinishBatch | None = None
+                 skips: SkipCounter, finish_batch: FinishBatch | None = None,
+                 max_bad_fraction: float | None = None, keep_bad_images: bool = False
                  ) -> tf.data.Dataset:
     """Builds the batched dataset from per-example host arrays.
 
-    Training: shuffle (seeded, reshuffled each pass), one int64 seed per example from
+    Each example's image file ("path") is read and decoded after the shuffle, by an
+    `ImageReader`: nothing reads the images before the first step, and a bad file is
+    skipped (its example dropped) and counted in `skips` where it is read. Training:
+    shuffle (seeded, reshuffled each pass), one int64 seed per example from
     `Dataset.random` (so parallel augmentation stays deterministic), fixed batch shapes
-    (`drop_remainder=True`). Eval: record order, no seeds, every example kept.
+    (`drop_remainder=True`). Eval: record order, no seeds, every example with a good
+    image kept.
 
     Args:
         elements: Arrays (or ragged tensors) with `num_examples` rows.
@@ -68,10 +61,17 @@ def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int
         shuffle_buffer: Shuffle buffer size; None for all examples (a full shuffle).
         repeat: Repeat indefinitely (each pass reshuffled), for `steps_per_epoch`.
         what: Names the pipeline in errors.
-        skips: The skips so far, quoted when nothing is left.
+        skips: The skips so far, quoted when nothing is left; bad images are added.
         finish_batch: Work done once per batch instead of once per example (vectorised
             ops; a tf.data function pays a fixed cost per op and example): maps the
             batched (features, targets, extras) of `parse` to (features, targets).
+        max_bad_fraction: Stop the pipeline (`SkipCounter.check_bad_fraction`, DataError
+            in `skips.over_limit`) as soon as more than this fraction of the records is
+            bad; None: no limit. Every image bad stops it too (training would wait for a
+            good one forever).
+        keep_bad_images: Keep the examples of bad images, with a black 1 x 1 image, so
+            the outputs stay aligned with the records (e.g. a cache of per-example
+            outputs for a pipeline that drops them); they are counted all the same.
 
     Raises:
         DataError: No example is left.
@@ -87,6 +87,25 @@ def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int
         ds = ds.shuffle(shuffle_buffer or num_examples, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    distinct = len(set(np.asarray(elements["path"]).tolist()))
+
+    def check_limits() -> None:
+        if max_bad_fraction is not None:
+            skips.check_bad_fraction(num_examples, max_bad_fraction)
+        if len(reader.bad_files) >= distinct:
+            skips.over_limit = DataError(f"no usable {what} image: every image file is bad. "
+                                         f"{skips.report()}".strip())
+            raise skips.over_limit
+
+    reader = ImageReader(skips, check_limits)
+
+    def read(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        image, ok = reader(element["path"])
+        return {**element, "image": image, "image_ok": ok}
+
+    ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    if not keep_bad_images:
+        ds = ds.filter(lambda element: element["image_ok"])
     if training:
         seeds = tf.data.Dataset.random(seed=None if seed is None else seed + 1,
                                        rerandomize_each_iteration=True)

@@ -9,22 +9,23 @@ import numpy as np
 import tensorflow as tf
 
 from conceptmask_tf.data.datasets.augment import Augmentation, crop, flip_left_right
-from conceptmask_tf.data.datasets.builder import check_positive, make_dataset, usable_images
-from conceptmask_tf.data.images import read_image, resize_image
+from conceptmask_tf.data.datasets.builder import check_positive, make_dataset
+from conceptmask_tf.data.images import resize_image
 from conceptmask_tf.data.skips import SkipCounter
 
 
 def embedding_dataset(data_root: str, images: Sequence[str], targets: np.ndarray, *,
                       image_size: int, batch_size: int, training: bool,
                       seed: int | None = None, flip: bool = True, scale_jitter: float = 0.0,
-                      check_files: bool = True, skips: SkipCounter | None = None,
+                      max_bad_fraction: float | None = None,
+                      skips: SkipCounter | None = None,
                       shuffle_buffer: int | None = None, repeat: bool = False,
                       tag_rows: np.ndarray | None = None) -> tf.data.Dataset:
     """Batches of (image, soft-topic target) for the embedding network.
 
     Images are squashed to `image_size` x `image_size` (bilinear, no antialias) and go
     out as float32 pixels in [0, 255]. Files that cannot be read are counted in `skips`
-    and dropped, with their targets, before the dataset is built.
+    and dropped, with their targets, where the pipeline reads them (`make_dataset`).
 
     Args:
         data_root: The directory image paths are relative to.
@@ -37,7 +38,8 @@ def embedding_dataset(data_root: str, images: Sequence[str], targets: np.ndarray
         seed: Makes shuffling and augmentation repeatable.
         flip: Random horizontal flips in training.
         scale_jitter: Random zoom-in crops in training (see `Augmentation`).
-        check_files: Check every image file first (`check_images`).
+        max_bad_fraction: Stop when more than this fraction of the records is bad
+            (`make_dataset`); None: no limit.
         skips: Counts dropped files; by default a new counter that is logged.
         shuffle_buffer: Shuffle buffer; None shuffles all examples (memory grows with N).
         repeat: Repeat indefinitely; pair with `steps_per_epoch`.
@@ -64,26 +66,22 @@ def embedding_dataset(data_root: str, images: Sequence[str], targets: np.ndarray
                              f"{tag_rows.shape}")
     augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
     counter = skips if skips is not None else SkipCounter(source=data_root)
-    keep = usable_images(data_root, images, counter, check_files)
-    elements = {
-        "path": [os.path.join(data_root, p) for p, ok in zip(images, keep) if ok],
-        "target": targets[keep],
-    }
+    elements = {"path": [os.path.join(data_root, p) for p in images], "target": targets}
     if tag_rows is not None:
-        elements["tags"] = tag_rows[keep]
+        elements["tags"] = tag_rows
 
     def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
         view = augmentation.view(seed)
-        image, _ = crop(read_image(element["path"]), view.window)
+        image, _ = crop(element["image"], view.window)
         image = flip_left_right(resize_image(image, image_size), view.flip)  # [S, S, 3]
         if "tags" in element:
             return image, {"embedding": element["target"], "tags": element["tags"]}
         return image, element["target"]
 
-    dataset = make_dataset(elements, parse, num_examples=int(keep.sum()),
-                           batch_size=batch_size, training=training, seed=seed,
-                           shuffle_buffer=shuffle_buffer, repeat=repeat, what="embedding",
-                           skips=counter)
+    dataset = make_dataset(elements, parse, num_examples=len(images), batch_size=batch_size,
+                           training=training, seed=seed, shuffle_buffer=shuffle_buffer,
+                           repeat=repeat, what="embedding", skips=counter,
+                           max_bad_fraction=max_bad_fraction)
     if skips is None:
         counter.log()
     return dataset

@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from conceptmask_tf.data.box_geometry import clip_boxes
 from conceptmask_tf.data.datasets.augment import Augmentation, crop, crop_boxes, flip_left_right
-from conceptmask_tf.data.datasets.builder import check_positive, make_dataset, usable_images
-from conceptmask_tf.data.images import read_image, resize_image
+from conceptmask_tf.data.datasets.builder import check_positive, make_dataset
+from conceptmask_tf.data.images import resize_image
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import BoxedImage
 
@@ -68,7 +68,8 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
                        concept_index: Mapping[str, int], *, image_size: int, mask_size: int,
                        max_concepts: int, batch_size: int, training: bool,
                        seed: int | None = None, flip: bool = True, scale_jitter: float = 0.0,
-                       check_files: bool = True, skips: SkipCounter | None = None,
+                       max_bad_fraction: float | None = None,
+                       skips: SkipCounter | None = None,
                        shuffle_buffer: int | None = None,
                        repeat: bool = False,
                        image_labels: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
@@ -96,7 +97,9 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
         seed: Makes shuffling, augmentation and concept subsets repeatable.
         flip: Random horizontal flips (of image and box masks) in training.
         scale_jitter: Random zoom-in crops in training (see `Augmentation`).
-        check_files: Check every image file first (`check_images`).
+        max_bad_fraction: Stop when more than this fraction of the records is bad
+            (`make_dataset`; bad image files are found and dropped where they are read);
+            None: no limit.
         skips: Counts dropped records; by default a new counter that is logged.
         shuffle_buffer: Shuffle buffer; None shuffles all examples.
         repeat: Repeat indefinitely; pair with `steps_per_epoch`.
@@ -123,8 +126,6 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
     counter = skips if skips is not None else SkipCounter(source=data_root)
     rows = [row for row in (_image_row(image, concept_index, max_concepts, counter)
                             for image in images) if row is not None]
-    keep = usable_images(data_root, [row[0] for row in rows], counter, check_files)
-    rows = [row for row, ok in zip(rows, keep) if ok]
     elements = {
         "path": [os.path.join(data_root, row[0]) for row in rows],
         "concept_ids": _ragged([row[1] for row in rows], np.int32),
@@ -142,7 +143,7 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
         if seed is not None:
             view_seed, subset_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         view = augmentation.view(view_seed)
-        image, window = crop(read_image(element["path"]), view.window)
+        image, window = crop(element["image"], view.window)
         image = flip_left_right(resize_image(image, image_size), view.flip)  # [S, S, 3]
         boxes, visible = crop_boxes(element["boxes"], window)  # [nb, 4], [nb]
         box_masks = rasterize_boxes(boxes, mask_size) * tf.cast(visible, tf.float32)[:, None,
@@ -181,7 +182,8 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
 
     dataset = make_dataset(elements, parse, num_examples=len(rows), batch_size=batch_size,
                            training=training, seed=seed, shuffle_buffer=shuffle_buffer,
-                           repeat=repeat, what="refinement", skips=counter)
+                           repeat=repeat, what="refinement", skips=counter,
+                           max_bad_fraction=max_bad_fraction)
     if skips is None:
         counter.log()
     return dataset

@@ -15,9 +15,9 @@ from conceptmask_tf.data.datasets.augment import (
     nearest_window_pixels,
     resample_window,
 )
-from conceptmask_tf.data.datasets.builder import check_positive, make_dataset, usable_images
+from conceptmask_tf.data.datasets.builder import check_positive, make_dataset
 from conceptmask_tf.data.datasets.rle import compressed_counts, sample_masks
-from conceptmask_tf.data.images import read_image, resize_image
+from conceptmask_tf.data.images import resize_image
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import MaskedImage
 
@@ -37,7 +37,9 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
                          concept_index: Mapping[str, int] | None, *, image_size: int,
                          batch_size: int, training: bool, seed: int | None = None,
                          flip: bool = True, scale_jitter: float = 0.0,
-                         check_files: bool = True, skips: SkipCounter | None = None,
+                         max_bad_fraction: float | None = None,
+                         keep_bad_images: bool = False,
+                         skips: SkipCounter | None = None,
                          shuffle_buffer: int | None = None,
                          repeat: bool = False,
                          attention: Sequence[np.ndarray] | None = None) -> tf.data.Dataset:
@@ -62,7 +64,11 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
         seed: Makes shuffling and augmentation repeatable.
         flip: Random horizontal flips (of image and masks) in training.
         scale_jitter: Random zoom-in crops in training (see `Augmentation`).
-        check_files: Check every image file first (`check_images`).
+        max_bad_fraction: Stop when more than this fraction of the records is bad
+            (`make_dataset`; bad image files are found and dropped where they are read);
+            None: no limit.
+        keep_bad_images: Keep the examples of bad image files (black images), so the
+            outputs align with the records: the attention cache (`make_dataset`).
         skips: Counts dropped records; by default a new counter that is logged.
         shuffle_buffer: Shuffle buffer; None shuffles all examples.
         repeat: Repeat indefinitely; pair with `steps_per_epoch`.
@@ -87,8 +93,6 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
     augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
     counter = skips if skips is not None else SkipCounter(source=data_root)
     rows = [row for image in images for row in _mask_rows(image, concept_index, counter)]
-    keep = usable_images(data_root, [row[0] for row in rows], counter, check_files)
-    rows = [row for row, ok in zip(rows, keep) if ok]
     elements = {
         "path": [os.path.join(data_root, row[0]) for row in rows],
         "concept_id": np.array([row[1] for row in rows], dtype=np.int32),
@@ -104,7 +108,7 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
 
     def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
         view = augmentation.view(seed)
-        image, window = crop(read_image(element["path"]), view.window)
+        image, window = crop(element["image"], view.window)
         features = {"image": flip_left_right(resize_image(image, image_size), view.flip),
                     "concept_id": element["concept_id"]}  # image [S, S, 3]
         for key in (k for k in element if k.startswith("attention_")):
@@ -129,6 +133,7 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
     dataset = make_dataset(elements, parse, num_examples=len(rows), batch_size=batch_size,
                            training=training, seed=seed, shuffle_buffer=shuffle_buffer,
                            repeat=repeat, what="segmentation", skips=counter,
+                           max_bad_fraction=max_bad_fraction, keep_bad_images=keep_bad_images,
                            finish_batch=finish_batch)
     if skips is None:
         counter.log()

@@ -12,12 +12,12 @@ import csv
 import io
 import json
 import os
-import shutil
 from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
 
+from conceptmask_tf.base import files
 from conceptmask_tf.data.layout import SPLITS, DataRoot
 from conceptmask_tf.data.world import formats
 from conceptmask_tf.data.world.config import WorldConfig
@@ -50,40 +50,40 @@ def staging_dir(out_dir: str, overwrite: bool) -> Iterator[str]:
             is not a concept world (no world.json) even with `overwrite`, or a stale
             `<out_dir>.tmp` is not a staging folder of ours.
     """
-    out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir):
-        if not os.path.isdir(out_dir):
+    out_dir = files.abspath(out_dir)
+    if files.exists(out_dir):
+        if not files.isdir(out_dir):
             raise FileExistsError(f"{out_dir} exists and is not a folder")
-        if os.listdir(out_dir):
+        if files.listdir(out_dir):
             if not overwrite:
                 raise FileExistsError(f"{out_dir} is not empty; overwrite it explicitly "
                                       "(--overwrite) to replace it")
-            if not os.path.isfile(os.path.join(out_dir, "world.json")):
+            if not files.isfile(os.path.join(out_dir, "world.json")):
                 raise FileExistsError(f"refusing to overwrite {out_dir}: it is not a concept "
                                       "world (no world.json)")
     tmp = out_dir + ".tmp"
-    if os.path.exists(tmp):
-        if not os.path.isfile(os.path.join(tmp, STAGING_MARKER)):
+    if files.exists(tmp):
+        if not files.isfile(os.path.join(tmp, STAGING_MARKER)):
             raise FileExistsError(f"{tmp} exists and is not a concept-world staging folder")
-        shutil.rmtree(tmp)
-    os.makedirs(tmp)
-    with open(os.path.join(tmp, STAGING_MARKER), "w") as f:
+        files.rmtree(tmp)
+    files.makedirs(tmp, exist_ok=False)
+    with files.open_file(os.path.join(tmp, STAGING_MARKER), "w") as f:
         f.write("partial concept world; safe to delete\n")
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        files.rmtree(tmp, ignore_errors=True)
         raise
-    os.remove(os.path.join(tmp, STAGING_MARKER))
-    if os.path.isdir(out_dir):
+    files.remove(os.path.join(tmp, STAGING_MARKER))
+    if files.isdir(out_dir):
         old = out_dir + ".old"
-        if os.path.exists(old):
-            shutil.rmtree(old)
-        os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-        shutil.rmtree(old)
+        if files.exists(old):
+            files.rmtree(old)
+        files.rename(out_dir, old)
+        files.rename(tmp, out_dir)
+        files.rmtree(old)
     else:
-        os.rename(tmp, out_dir)
+        files.rename(tmp, out_dir)
 
 
 class WorldFiles:
@@ -126,17 +126,18 @@ class WorldFiles:
         self.counts: collections.Counter = collections.Counter()
         self.train_presence: collections.Counter = collections.Counter()
         self.eval_positives = {part: collections.Counter() for part in ("val", "test")}
-        os.makedirs(self.layout.images_dir)
+        files.makedirs(self.layout.images_dir, exist_ok=False)
 
     # -- images ---------------------------------------------------------------------------
 
     def save_image(self, file_name: str, image: np.ndarray) -> None:
         path = os.path.join(self.layout.images_dir, file_name)
         picture = Image.fromarray(image)
-        if self.config.image_format == "jpeg":
-            picture.save(path, "JPEG", quality=self.config.jpeg_quality, subsampling=0)
-        else:
-            picture.save(path, "PNG")
+        with files.open_file(path, "wb") as f:
+            if self.config.image_format == "jpeg":
+                picture.save(f, "JPEG", quality=self.config.jpeg_quality, subsampling=0)
+            else:
+                picture.save(f, "PNG")
 
     def file_name(self, prefix: str, index: int) -> str:
         return f"{prefix}_{index + 1:06d}.{self.config.image_extension}"
@@ -256,8 +257,8 @@ class WorldFiles:
         """Writes every file except the images (already written)."""
         layout = self.layout
         for folder in ("coco", "boxes", "labels", "eval", "val"):
-            os.makedirs(layout.path(folder), exist_ok=True)
-        with open(layout.tags, "w") as f:
+            files.makedirs(layout.path(folder))
+        with files.open_file(layout.tags, "w") as f:
             f.writelines(json.dumps(line) + "\n" for line in self.tags)
         info = {"description": "concept world (conceptmask_tf)", "version": "1.0",
                 "year": 2018, "contributor": "conceptmask_tf", "date_created": ""}
@@ -297,7 +298,7 @@ class WorldFiles:
 
 
 def _write_json(path: str, obj, indent: int | None = None) -> None:
-    with open(path, "w") as f:
+    with files.open_file(path, "w") as f:
         if indent is None:
             json.dump(obj, f, separators=(",", ":"))
         else:
@@ -308,5 +309,5 @@ def _write_json(path: str, obj, indent: int | None = None) -> None:
 def _write_csv(path: str, rows: list[list[str]]) -> None:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
-    with open(path, "w") as f:
+    with files.open_file(path, "w") as f:
         f.write(buffer.getvalue())
