@@ -252,13 +252,7 @@ class ConceptMaskSegmenter:
                     timespec="seconds"),
                 "calibrated": "skipped" not in self.calibration,
                 "values": self.model.calibration(), "source": self.source})
-            if files.exists(path):
-                old = files.sibling_path(files.abspath(path), "old")
-                files.rename(path, old)
-                files.rename(staging, path)
-                files.rmtree(old)
-            else:
-                files.rename(staging, path)
+            files.replace_folder(staging, path)
         except BaseException:
             files.rmtree(staging, ignore_errors=True)
             raise

@@ -226,6 +226,21 @@ def rename(src: str, dst: str) -> None:
                              else src) from None
 
 
+def replace_folder(staging: str, path: str) -> None:
+    """Puts the complete folder `staging` at `path`, replacing a folder there.
+
+    The old folder is moved aside (to a `sibling_path`) first and deleted only once the
+    new one is in place, so `path` never holds a half-written folder.
+    """
+    if exists(path):
+        old = sibling_path(abspath(path), "old")
+        rename(path, old)
+        rename(staging, path)
+        rmtree(old)
+    else:
+        rename(staging, path)
+
+
 def walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
     """(folder, subfolder names, file names) for `top` and every folder below (`os.walk`)."""
     with _os_errors(top):

@@ -75,15 +75,7 @@ def staging_dir(out_dir: str, overwrite: bool) -> Iterator[str]:
         files.rmtree(tmp, ignore_errors=True)
         raise
     files.remove(os.path.join(tmp, STAGING_MARKER))
-    if files.isdir(out_dir):
-        old = out_dir + ".old"
-        if files.exists(old):
-            files.rmtree(old)
-        files.rename(out_dir, old)
-        files.rename(tmp, out_dir)
-        files.rmtree(old)
-    else:
-        files.rename(tmp, out_dir)
+    files.replace_folder(tmp, out_dir)
 
 
 class WorldFiles:
