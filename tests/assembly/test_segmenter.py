@@ -203,3 +203,32 @@ def test_missing_inputs_name_the_path_and_the_producer(tmp_path, tiny_work_dir):
     (tmp_path / "models").mkdir()
     with pytest.raises(FileNotFoundError, match="embedding.keras.*conceptmask-train-embedding"):
         ConceptMaskSegmenter.assemble(str(tmp_path / "models"), str(tiny_work_dir / "concepts"))
+
+
+@pytest.mark.slow
+def test_assemble_binary_writes_a_loadable_folder_and_names_what_is_missing(tiny_work_dir,
+                                                                            tmp_path):
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    root.mkdir()  # a data root without validation files: calibration is skipped, said so
+    out = tmp_path / "saved"
+
+    def assemble(*args):
+        return subprocess.run([sys.executable, "-m", "conceptmask_tf.bin.assemble", *args],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    done = assemble(f"--model_dir={tiny_work_dir / 'models'}", f"--data_root={root}",
+                    f"--out_dir={out}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"saved ConceptMask: {out}" in done.stdout
+    assert "supervised concepts: 3 (refinement target_concepts)" in done.stdout
+    assert "calibration: none (no validation file" in done.stdout
+    loaded = ConceptMaskSegmenter.from_preset(str(out))
+    assert loaded.supervised_concepts == SUPERVISED
+    assert loaded.model.calibration() == pytest.approx(INITIAL)
+    failed = assemble(f"--model_dir={tmp_path / 'nothing'}", f"--data_root={root}")
+    assert failed.returncode == 1  # no word vectors beside the missing models folder
+    assert (f"conceptmask-assemble: {tmp_path / 'concepts' / 'concepts.tsv'} does not exist"
+            in failed.stderr)
