@@ -355,7 +355,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "conceptmask_tf"
 # The modules that read or write the data root, the concept files, the model folders, the
 # assembled model, the report, the export and the pipeline's state.
 CONVERTED = (
-    "data/boxes.py", "data/coco.py", "data/layout.py", "data/open_images.py",
+    "data/boxes.py", "data/coco.py", "data/images.py", "data/layout.py", "data/open_images.py",
     "data/records.py", "data/skips.py", "data/splits.py", "data/tags.py",
     "data/visual_genome.py", "data/world/writer.py",
     "concepts/build.py", "concepts/concept_sets.py", "concepts/cooccurrence.py",
@@ -376,7 +376,8 @@ LOCAL_CALLS = frozenset({
     "np.save", "np.savez", "np.savez_compressed", "np.loadtxt", "np.fromfile",
 })
 # Calls that take a path or an open file (argument index): only a handle bound by
-# `with files.open_file(...) as handle` may be passed.
+# `with files.open_file(...) as handle`, or `io.BytesIO(...)` of bytes in memory, may be
+# passed.
 HANDLE_CALLS = {"Image.open": 0, "pacsv.read_csv": 0, "pa_csv.read_csv": 0, "np.load": 0,
                 "json.load": 0, "json.dump": 1}
 # What legitimately stays local, with the reason.
@@ -414,7 +415,9 @@ def _local_calls(source: str, label: str) -> list[str]:
         if name in HANDLE_CALLS:
             index = HANDLE_CALLS[name]
             argument = node.args[index] if len(node.args) > index else None
-            if not (isinstance(argument, ast.Name) and argument.id in handles):
+            in_memory = (isinstance(argument, ast.Call)  # bytes already read, e.g. by files
+                         and _dotted(argument.func) == "io.BytesIO")
+            if not (in_memory or isinstance(argument, ast.Name) and argument.id in handles):
                 where = f"{label}:{node.lineno} {name}(...) not on a files.open_file handle"
                 found.append((node.lineno, where))
         elif name in LOCAL_CALLS or name.startswith(("tempfile.", "shutil.")):
@@ -449,9 +452,37 @@ def test_the_check_catches_local_file_access():
         "        np.load(h)\n"
         "    with files.open_file(path, 'w') as h:\n"
         "        json.dump({}, h)\n"
+        "    Image.open(io.BytesIO(b''))\n"
         "    return os.path.join(path, 'x'), image\n")
     found = _local_calls(source, "fake.py")
     assert [line.split()[:2] for line in found] == [
         ["fake.py:6", "open(...)"], ["fake.py:7", "json.load(...)"],
         ["fake.py:8", "os.path.exists(...)"], ["fake.py:9", "np.load(...)"],
         ["fake.py:10", "Image.open(...)"], ["fake.py:11", "shutil.rmtree(...)"]], found
+
+
+def test_image_checks_and_loads_read_a_ram_data_root(worlds):
+    """The host checks (`check_images`), the CLI loader (`load_image`) and the training
+    pipelines' reader (`ImageReader`) read images on ram:// as locally."""
+    import numpy as np
+    import tensorflow as tf
+
+    from conceptmask_tf.data import images
+    from conceptmask_tf.data.skips import SkipCounter
+
+    local, remote = worlds
+    names = sorted(files.listdir(os.path.join(remote, "images")))[:3]
+    paths = [f"images/{n}" for n in names]
+    with files.open_file(os.path.join(local, paths[0]), "rb") as f:
+        data = f.read()
+    files.write_atomically(os.path.join(remote, "images", "cut.jpg"), data[:len(data) // 2])
+    skips = SkipCounter()
+    assert images.check_images(remote, [*paths, "images/cut.jpg", "images/gone.png"],
+                               skips) == [True, True, True, False, False]
+    assert skips.as_dict() == {images.TRUNCATED: 1, images.MISSING: 1}
+    np.testing.assert_array_equal(images.load_image(os.path.join(remote, paths[0])),
+                                  images.load_image(os.path.join(local, paths[0])))
+    reader = images.ImageReader(SkipCounter())
+    image, ok = reader(tf.constant(os.path.join(remote, paths[1])))
+    assert bool(ok)
+    np.testing.assert_array_equal(image, images.read_image(os.path.join(local, paths[1])))

@@ -23,6 +23,7 @@ import tensorflow as tf
 import tqdm
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from conceptmask_tf.base import files
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.errors import DataError
 
@@ -80,40 +81,45 @@ def check_images(data_root: str, paths: Sequence[str], skips: SkipCounter,
 def _image_file_problem(path: str) -> str | None:
     """The reason a file cannot be used, or None if it can."""
     try:
-        size = os.path.getsize(path)
-    except OSError:
+        with files.open_file(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
         return MISSING
-    if size == 0:
-        return EMPTY
-    try:
-        with Image.open(path) as image:
-            image_format = image.format
-            image.verify()  # PNG: checks chunk CRCs to the end of the file
-    except Image.DecompressionBombError:  # not an OSError: declared size over PIL's limit
-        return TOO_LARGE
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except OSError:
         return UNREADABLE
-    if image_format not in TF_DECODABLE_FORMATS:
-        return UNSUPPORTED
+    image_format, reason = _header_problem(data)
+    if reason is not None:
+        return reason
     # A JPEG without its end marker is truncated or has trailing bytes; verify() does
     # not catch the other formats' broken files (see check_images). Let TF decide.
     try:
-        data = tf.io.read_file(path)
-        if image_format == "JPEG" and _ends_with_jpeg_eoi(path):
+        if image_format == "JPEG" and data[-64:].rstrip(b"\x00\r\n ").endswith(_JPEG_EOI):
             # Corrupt entropy data can still fail; 1/8 scale reads all of it, faster.
             tf.io.decode_jpeg(data, channels=3, ratio=8)
         else:
-            decode_image(data)
+            decode_image(tf.constant(data))
     except tf.errors.InvalidArgumentError:
         return TRUNCATED
     return None
 
 
-def _ends_with_jpeg_eoi(path: str) -> bool:
-    with open(path, "rb") as f:
-        f.seek(max(os.path.getsize(path) - 64, 0))
-        tail = f.read().rstrip(b"\x00\r\n ")
-    return tail.endswith(_JPEG_EOI)
+def _header_problem(data: bytes) -> tuple[str | None, str | None]:
+    """(PIL's format name, None), or (None, the skip reason) from the file's headers:
+    not empty, PIL identifies and verifies it within its decompression-bomb limit, a
+    format `tf.io.decode_image` reads."""
+    if not data:
+        return None, EMPTY
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format = image.format
+            image.verify()  # PNG: checks chunk CRCs to the end of the file
+    except Image.DecompressionBombError:  # not an OSError: declared size over PIL's limit
+        return None, TOO_LARGE
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None, UNREADABLE
+    if image_format not in TF_DECODABLE_FORMATS:
+        return None, UNSUPPORTED
+    return image_format, None
 
 
 def image_bytes_problem(data: bytes) -> tuple[np.ndarray | None, str | None]:
@@ -127,18 +133,9 @@ def image_bytes_problem(data: bytes) -> tuple[np.ndarray | None, str | None]:
     Returns:
         (uint8 [H, W, 3], None), or (None, the skip reason).
     """
-    if not data:
-        return None, EMPTY
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image_format = image.format
-            image.verify()
-    except Image.DecompressionBombError:  # not an OSError: declared size over PIL's limit
-        return None, TOO_LARGE
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None, UNREADABLE
-    if image_format not in TF_DECODABLE_FORMATS:
-        return None, UNSUPPORTED
+    _, reason = _header_problem(data)
+    if reason is not None:
+        return None, reason
     try:
         return decode_image(tf.constant(data)).numpy(), None
     except tf.errors.InvalidArgumentError:
@@ -183,11 +180,11 @@ class ImageReader:
         if name in self._bad:
             return _BLACK, False
         try:
-            with tf.io.gfile.GFile(name, "rb") as f:
+            with files.open_file(name, "rb") as f:
                 data = f.read()
-        except tf.errors.NotFoundError:
+        except FileNotFoundError:
             image, reason = None, MISSING
-        except (tf.errors.OpError, OSError):
+        except OSError:
             image, reason = None, UNREADABLE
         else:
             image, reason = image_bytes_problem(data)
@@ -291,10 +288,15 @@ def load_image(path: str) -> np.ndarray:
             PIL's decompression-bomb limit.
     """
     try:
-        with Image.open(path) as image:
-            return to_rgb(ImageOps.exif_transpose(image))
+        with files.open_file(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError as e:
         raise DataError(MISSING, path=path) from e
+    except OSError as e:
+        raise DataError(f"{UNREADABLE}: {e}", path=path) from e
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return to_rgb(ImageOps.exif_transpose(image))
     except Image.DecompressionBombError as e:  # not an OSError
         raise DataError(f"{TOO_LARGE}: {e}", path=path) from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
