@@ -24,7 +24,7 @@ _MAX_EXAMPLES = 3
 
 
 class Severity(enum.Enum):
-    """What a skipped record means for a training run (`check_bad_fraction` in the runner)."""
+    """What a skipped record means for a training run (`SkipCounter.check_bad_fraction`)."""
 
     # A deliberate filter or a known gap (e.g. a concept that is not a target): reported,
     # never limits a run.

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 # Which skip reasons mean a broken record (not a deliberate filter such as a concept that
 # is not a target) is declared by the readers that define them (`Severity` in data/skips.py);
-# `check_bad_fraction` limits their share.
+# `SkipCounter.check_bad_fraction` limits their share.
 _BAD_REASON_SETS = {"BAD_IMAGE_FILE_REASONS": Severity.BAD_IMAGE_FILE,
                     "BAD_ANNOTATION_REASONS": Severity.BAD_ANNOTATION}
 
@@ -196,16 +196,6 @@ def resolved_config(config: TrainingConfig, num_examples: int, runtime: Runtime
                                model_dir=worker_model_dir(config.model_dir, runtime.strategy))
 
 
-def check_bad_fraction(skips: SkipCounter, num_examples: int, max_fraction: float) -> None:
-    """Refuses to train when too many training records are bad
-    (`SkipCounter.check_bad_fraction`; the pipelines check again as they read images).
-
-    Raises:
-        DataError: More than `max_fraction` of the records are bad.
-    """
-    skips.check_bad_fraction(num_examples, max_fraction)
-
-
 def check_resume(config: TrainingConfig) -> None:
     """Refuses to resume a backup whose step accounting differs from this run's.
 
@@ -249,7 +239,7 @@ def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: Trainin
         stage_model: The network saved at the end (and in checkpoints).
         model_file: File name of the final model in model_dir (written to a temporary
             file and renamed).
-        num_examples: Training examples (for `check_bad_fraction`).
+        num_examples: Training examples (for `SkipCounter.check_bad_fraction`).
         pictures: TensorBoard pictures drawn each epoch (None: no pictures).
         facts: Extra "runtime" facts for config.json (also kept in the result; a
             non-empty `HELD_OUT_FACT` is named in its summary).
@@ -267,7 +257,7 @@ def fit_stage(trainer: keras.Model, dataset: tf.data.Dataset, *, config: Trainin
     """
     skips = skips if skips is not None else SkipCounter()
     facts = dict(facts or {})
-    check_bad_fraction(skips, num_examples, config.max_bad_fraction)
+    skips.check_bad_fraction(num_examples, config.max_bad_fraction)
     skips.log(logger)
     check_resume(config)
     save_config(config, config.model_dir, {**runtime.facts(), **facts,

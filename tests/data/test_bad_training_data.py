@@ -163,10 +163,10 @@ def test_boxes_and_polygons_outside_their_image_are_counted_bad_records(tmp_path
     assert skips.counts[coco.SKIP_EMPTY_MASK] == 1
     assert "2 x" not in skips.report() and box_geometry.OUTSIDE in skips.report()
     # Two good examples and two bad annotations: half of 4 records are bad.
-    fit.check_bad_fraction(skips, num_examples=2, max_fraction=0.5)
+    skips.check_bad_fraction(num_examples=2, max_fraction=0.5)
     with pytest.raises(DataError, match=r"2 of 4 training records \(50\.0%\) are bad, more "
                                         r"than --max_bad_fraction=0\.4 allows") as error:
-        fit.check_bad_fraction(skips, num_examples=2, max_fraction=0.4)
+        skips.check_bad_fraction(num_examples=2, max_fraction=0.4)
     assert box_geometry.OUTSIDE in str(error.value)
     assert "oi_boxes_train.csv" in str(error.value)
     assert "instances_train.json" in str(error.value)

@@ -1,4 +1,4 @@
-"""Skip reasons declare their own severity; the training's bad-record check (training.fit) asks the registry."""
+"""Skip reasons declare their own severity; the bad-record check asks the registry."""
 
 from __future__ import annotations
 
@@ -77,9 +77,9 @@ def test_a_new_readers_bad_reason_counts_in_the_runners_check(fake_reader):
     assert counter.count_with(Severity.BAD_ANNOTATION) == 1
     assert counter.bad_counts() == {fake_reader.SKIP_GARBLED: 1}
     # 1 bad record of 2 examples + 1 dropped annotation: a third of the records.
-    fit.check_bad_fraction(counter, num_examples=2, max_fraction=0.4)
+    counter.check_bad_fraction(num_examples=2, max_fraction=0.4)
     with pytest.raises(DataError, match=r"1 of 3 training records \(33\.3%\) are bad") as error:
-        fit.check_bad_fraction(counter, num_examples=2, max_fraction=0.3)
+        counter.check_bad_fraction(num_examples=2, max_fraction=0.3)
     assert "1 x garbled fake record (e.g. fake.txt [1])" in str(error.value)
     assert "unwanted" not in str(error.value)
     assert fake_reader.SKIP_GARBLED in fit.BAD_ANNOTATION_REASONS
@@ -88,7 +88,7 @@ def test_a_new_readers_bad_reason_counts_in_the_runners_check(fake_reader):
 def test_expected_reasons_never_stop_a_run(fake_reader):
     counter = SkipCounter("fake")
     fake_reader.read(["unwanted"] * 10, counter)
-    fit.check_bad_fraction(counter, num_examples=1, max_fraction=0.0)
+    counter.check_bad_fraction(num_examples=1, max_fraction=0.0)
     assert counter.bad_counts() == {}
 
 
