@@ -46,12 +46,13 @@ def export_all(models_dir: str | None, concepts_dir: str | None, export_dir: str
     from conceptmask_tf.serving import exporter
 
     if models_dir:
-        from conceptmask_tf.assembly.segmenter import load_segmenter
+        from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 
-        segmenter = load_segmenter(models_dir, concepts_dir)
         result = exporter.export_segmenter(models_dir, export_dir, concepts_dir=concepts_dir,
                                            serving_root=None, tflite=True, onnx=True)
-        vectors = segmenter.embeddings.vectors
+        # The vocabulary the export stores beside the SavedModel (no second model load).
+        vectors = ConceptEmbeddings.load(os.path.join(result["saved_model"],
+                                                      exporter.EXTRA_DIR)).vectors
     else:
         result, vectors = _export_untrained(export_dir)
     paths = {"saved_model": result["saved_model"], "tflite_float32": result["tflite"],

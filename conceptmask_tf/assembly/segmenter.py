@@ -389,6 +389,14 @@ class ConceptMaskSegmenter:
                                    if "skipped" in self.calibration else {})}}
 
 
+def describe_calibration(calibration: Mapping[str, Any]) -> str:
+    """One line on the calibration of `ConceptMaskSegmenter.info()["calibration"]`."""
+    if calibration["applied"]:
+        return (f"threshold {calibration['threshold']:.4g}, scale "
+                f"{calibration['scale']:.4g}, theta {calibration['theta']:.4g}")
+    return f"none ({calibration['reason']}); initial values kept"
+
+
 def load_segmenter(path: str, concepts_dir: str | None = None, data_root: str | None = None,
                    calibration_images: int | None = 40) -> ConceptMaskSegmenter:
     """A saved ConceptMask folder, or a models folder assembled (and calibrated) on the fly.

@@ -63,19 +63,15 @@ def main(argv: list[str]) -> int:
 
 def summary(info: dict, out_dir: str) -> str:
     """What was written and the calibration, one line each."""
-    calibration = info["calibration"]
-    if calibration["applied"]:
-        chosen = (f"threshold {calibration['threshold']:.4g}, scale "
-                  f"{calibration['scale']:.4g}, theta {calibration['theta']:.4g}")
-    else:
-        chosen = f"none ({calibration['reason']}); initial values kept"
+    from conceptmask_tf.assembly.segmenter import describe_calibration
+
     return "\n".join([
         f"saved ConceptMask: {out_dir}",
         (f"image size {info['image_size']}, attention scales {info['attention_scales']}, "
          f"weak attention {info['weak_attention']}"),
         (f"supervised concepts: {len(info['supervised_concepts'])} "
          f"({info['supervised_source']})"),
-        f"calibration: {chosen}"])
+        f"calibration: {describe_calibration(info['calibration'])}"])
 
 
 def run() -> None:

@@ -76,14 +76,10 @@ def main(argv: list[str]) -> int:
 
 def summary(result: dict) -> str:
     """What was written, one line each."""
-    calibration = result["info"]["calibration"]
-    if calibration["applied"]:
-        applied = (f"threshold {calibration['threshold']:.4g}, scale "
-                   f"{calibration['scale']:.4g}, theta {calibration['theta']:.4g}")
-    else:
-        applied = f"none ({calibration['reason']}); initial values kept"
+    from conceptmask_tf.assembly.segmenter import describe_calibration
+
     lines = [f"SavedModel (version {result['version']}): {result['saved_model']}",
-             f"calibration: {applied}"]
+             f"calibration: {describe_calibration(result['info']['calibration'])}"]
     labels = {"models_config": "TF Serving config", "tflite": "TFLite float32",
               "tflite_dynamic_range": "TFLite dynamic-range", "onnx": "ONNX"}
     lines += [f"{label}: {result[key]}" for key, label in labels.items() if result[key]]
