@@ -87,12 +87,14 @@ def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int
         ds = ds.shuffle(shuffle_buffer or num_examples, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    distinct = len(set(np.asarray(elements["path"]).tolist()))
+    distinct: list[int] = []  # distinct image files, counted at the first bad one only
 
     def check_limits() -> None:
         if max_bad_fraction is not None:
             skips.check_bad_fraction(num_examples, max_bad_fraction)
-        if len(reader.bad_files) >= distinct:
+        if not distinct:  # a pass over the paths, kept off start-up
+            distinct.append(len(set(np.asarray(elements["path"]).tolist())))
+        if len(reader.bad_files) >= distinct[0]:
             skips.over_limit = DataError(f"no usable {what} image: every image file is bad. "
                                          f"{skips.report()}".strip())
             raise skips.over_limit
