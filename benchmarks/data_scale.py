@@ -20,6 +20,11 @@ to a shared machine). Growth from the smallest to the largest N extrapolates to 
     python benchmarks/data_scale.py --sizes 100000,1000000 --corrupt_fraction 0.01 \
         [--pool 64] [--pool_side 480] [--batches 40] --out /tmp/data_scale.json
 
+With --source shards the manifest's examples are first written to sharded TFRecords
+(`conceptmask_tf.data.shards.write_shards`, --num_shards files, --writer_threads at once;
+in a fresh process: examples/s, MB/s and the writer's peak memory), and the run reads
+them (`embedding_dataset_from_shards`): "annotations" is then loading the shard index.
+
 The pool is --pool JPEG files of --pool_side x 4/3 --pool_side pixels (smooth random
 images, quality 90), written once under --work_dir.
 """
@@ -85,24 +90,41 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import tensorflow as tf
 
-    from conceptmask_tf.data.datasets.embedding import embedding_dataset
+    from conceptmask_tf.data.datasets.embedding import (
+        embedding_dataset,
+        embedding_dataset_from_shards,
+    )
     from conceptmask_tf.data.images import resize_image
+    from conceptmask_tf.data.shards import ShardSet
     from conceptmask_tf.data.skips import SkipCounter
     from conceptmask_tf.data.tags import read_tag_corpus
     from conceptmask_tf.training.config import EmbeddingConfig
 
     buffer = EmbeddingConfig.__dataclass_fields__["shuffle_buffer"].default
-    start = time.perf_counter()
-    corpus = read_tag_corpus(os.path.join(args.work_dir, "tags.jsonl"), with_images=True)
-    paths = [str(p) for p in corpus.images]
-    annotations_s = time.perf_counter() - start
-
-    start = time.perf_counter()
+    options = {"image_size": args.image_size, "batch_size": args.batch_size, "training": True,
+               "seed": 0, "repeat": True, "shuffle_buffer": buffer, "max_bad_fraction": 0.1}
     skips = SkipCounter()
-    dataset = embedding_dataset(args.work_dir, paths, np.zeros((len(paths), DIM), np.float32),
-                                image_size=args.image_size, batch_size=args.batch_size,
-                                training=True, seed=0, repeat=True, shuffle_buffer=buffer,
-                                max_bad_fraction=0.1, skips=skips)
+    start = time.perf_counter()
+    if args.source == "shards":
+        shards = ShardSet.load(os.path.join(args.work_dir, "shards"))
+        entries = shards.num_examples
+        annotations_s = time.perf_counter() - start
+        start = time.perf_counter()
+        dataset = embedding_dataset_from_shards(shards, skips=skips, **options)
+        good = [os.path.join(args.work_dir, "images", p)
+                for p in sorted(os.listdir(os.path.join(args.work_dir, "images")))
+                if p.startswith("pool_")]
+    else:
+        corpus = read_tag_corpus(os.path.join(args.work_dir, "tags.jsonl"), with_images=True)
+        paths = [str(p) for p in corpus.images]
+        entries = len(paths)
+        annotations_s = time.perf_counter() - start
+        start = time.perf_counter()
+        dataset = embedding_dataset(args.work_dir, paths,
+                                    np.zeros((len(paths), DIM), np.float32), skips=skips,
+                                    **options)
+        good = [os.path.join(args.work_dir, p) for p in dict.fromkeys(paths)
+                if "corrupt" not in p]
     pipeline = iter(dataset)
     next(pipeline)
     first_step_s = time.perf_counter() - start
@@ -111,8 +133,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
         return resize_image(image, args.image_size)
 
-    good = [os.path.join(args.work_dir, p) for p in dict.fromkeys(paths)
-            if "corrupt" not in p]
     decode = iter(tf.data.Dataset.from_tensor_slices(good).repeat().map(
         bare, num_parallel_calls=tf.data.AUTOTUNE).batch(args.batch_size).prefetch(
         tf.data.AUTOTUNE))
@@ -132,12 +152,36 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         rates["decode"].append(timed(decode))
     pipeline_rate = statistics.median(rates["pipeline"])
     decode_rate = statistics.median(rates["decode"])
-    return {"entries": len(paths), "shuffle_buffer": buffer,
+    return {"source": args.source, "entries": entries, "shuffle_buffer": buffer,
             "annotations_s": annotations_s, "first_step_s": first_step_s,
             "pipeline_images_per_s": pipeline_rate, "decode_images_per_s": decode_rate,
             "ratio": pipeline_rate / decode_rate,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "skipped": skips.as_dict()}
+
+
+def write(args: argparse.Namespace) -> dict[str, Any]:
+    """Writes the manifest's examples to shards, in this process; the writer's figures."""
+    import numpy as np
+
+    from conceptmask_tf.data.datasets.embedding import embedding_elements
+    from conceptmask_tf.data.shards import write_shards
+    from conceptmask_tf.data.tags import read_tag_corpus
+
+    corpus = read_tag_corpus(os.path.join(args.work_dir, "tags.jsonl"), with_images=True)
+    paths = [str(p) for p in corpus.images]
+    elements = embedding_elements(args.work_dir, paths, np.zeros((len(paths), DIM), np.float32))
+    directory = os.path.join(args.work_dir, "shards")
+    start = time.perf_counter()
+    written = write_shards(directory, elements, stage="embedding", num_shards=args.num_shards,
+                           num_threads=args.writer_threads, overwrite=True,
+                           show_progress=False)
+    seconds = time.perf_counter() - start
+    size = sum(os.path.getsize(p) for p in written.paths)
+    return {"entries": written.num_examples, "files": len(written.files),
+            "write_s": seconds, "examples_per_s": written.num_examples / seconds,
+            "mb_per_s": size / 1e6 / seconds, "shards_gb": size / 1e9,
+            "writer_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -153,27 +197,35 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work_dir", default="/tmp/conceptmask_data_scale")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--source", choices=("data_root", "shards"), default="data_root")
+    parser.add_argument("--num_shards", type=int, default=64)
+    parser.add_argument("--writer_threads", type=int, default=4)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--write", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.measure:  # the child: one size, its manifest already written
-        print(json.dumps(measure(args)))
+    if args.measure or args.write:  # the child: one size, its manifest already written
+        print(json.dumps(measure(args) if args.measure else write(args)))
         return []
     pool = make_pool(os.path.join(args.work_dir, "images"), args.pool, args.pool_side)
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
-        for fraction in sorted({0.0, args.corrupt_fraction}):
+        fractions = ([args.corrupt_fraction] if args.source == "shards"
+                     else sorted({0.0, args.corrupt_fraction}))
+        for fraction in fractions:
             write_manifest(os.path.join(args.work_dir, "tags.jsonl"), pool, size, fraction)
-            child = [sys.executable, os.path.abspath(__file__), "--measure",
+            child = [sys.executable, os.path.abspath(__file__), f"--source={args.source}",
                      f"--work_dir={args.work_dir}", f"--image_size={args.image_size}",
                      f"--batch_size={args.batch_size}", f"--batches={args.batches}",
-                     f"--warmup={args.warmup}", f"--repeats={args.repeats}"]
-            done = subprocess.run(child, capture_output=True, text=True, check=True,
-                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-            result = {"corrupt_fraction": fraction, **json.loads(
-                done.stdout.strip().splitlines()[-1])}
+                     f"--warmup={args.warmup}", f"--repeats={args.repeats}",
+                     f"--num_shards={args.num_shards}",
+                     f"--writer_threads={args.writer_threads}"]
+            result = {"corrupt_fraction": fraction}
+            if args.source == "shards":
+                result["writer"] = _child(child + ["--write"])
+            result.update(_child(child + ["--measure"]))
             results.append(result)
             print(json.dumps(result), flush=True)
-    clean = sorted((r for r in results if r["corrupt_fraction"] == 0.0),
+    clean = sorted((r for r in results if r["corrupt_fraction"] == min(fractions)),
                    key=lambda r: r["entries"])
     if len(clean) >= 2:
         small, large = clean[0], clean[-1]
@@ -187,6 +239,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
     return results
+
+
+def _child(command: list[str]) -> dict[str, Any]:
+    done = subprocess.run(command, capture_output=True, text=True, check=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

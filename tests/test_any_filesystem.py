@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import errno
+import io
 import json
 import os
 import pathlib
@@ -329,6 +330,114 @@ def test_models_config_on_ram(ram_root):
     assert files.listdir(export) == ["models.config"]
 
 
+def _write_image(path: str, pixels: np.ndarray) -> None:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG" if path.endswith(".png") else "JPEG")
+    files.write_atomically(path, buffer.getvalue())
+
+
+def _read_image(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with files.open_file(path, "rb") as f, Image.open(f) as image:
+        return np.asarray(image)
+
+
+def test_segment_reads_and_writes_on_ram(tmp_path, ram_root):
+    """conceptmask-segment's library with the saved model, the images, the word vectors and
+    the output folder on ram://."""
+    from conceptmask_tf.assembly.segmenter import ConceptMaskSegmenter
+    from conceptmask_tf.errors import DataError
+    from conceptmask_tf.serving import segment as segment_lib
+    from conceptmask_tf.serving.runtimes import load_runner
+    from tests.serving.conftest import concept_embeddings, random_image, write_models
+
+    work = os.path.join(ram_root, "segment")
+    model = os.path.join(work, "concept_mask")
+    concept_embeddings().save(str(tmp_path / "concepts"))
+    ConceptMaskSegmenter.assemble(write_models(str(tmp_path / "models"))).save_to_preset(model)
+    sizes = {"wide.png": (20, 36), "tall.jpg": (30, 18)}
+    images = [os.path.join(work, "images", name) for name in sizes]
+    for seed, (path, (height, width)) in enumerate(zip(images, sizes.values())):
+        _write_image(path, random_image(height, width, seed))
+    out = os.path.join(work, "out")
+
+    result = segment_lib.segment(model, images, out, concepts=["dog", "red car"],
+                                 progress=False)
+    assert (result["model"], result["runtime"]) == (model, "keras")
+    assert files.read_json(os.path.join(out, segment_lib.SUMMARY_FILE)) == result
+    assert sorted(files.listdir(out)) == ["segments.json", "tall", "wide"]  # no temp file
+    for entry, (height, width) in zip(result["images"], sizes.values(), strict=True):
+        assert (entry["height"], entry["width"]) == (height, width)
+        assert sorted(files.listdir(os.path.join(out, entry["folder"]))) == [
+            "dog_mask.png", "dog_overlay.png", "red_car_mask.png", "red_car_overlay.png"]
+        for item in entry["concepts"]:
+            mask = _read_image(os.path.join(out, item["mask"]))
+            assert mask.shape == (height, width) and set(np.unique(mask)) <= {0, 255}
+            assert mask.mean() / 255 == pytest.approx(item["mask_fraction"])
+            assert _read_image(os.path.join(out, item["overlay"])).shape == (height, width, 3)
+    assert not os.path.exists(out)
+
+    runner = load_runner(model)
+    vectors = os.path.join(work, "vectors.npy")
+    files.save_npy(vectors, concept_embeddings().vectors[:2])
+    names, got = segment_lib.resolve_concepts(runner, word_vectors=vectors)
+    assert names == ["vector_0", "vector_1"]
+    np.testing.assert_array_equal(got, concept_embeddings().vectors[:2])
+    files.write_atomically(os.path.join(work, "images", "cut.png"), b"\x89PNG\r\n")
+    for name, message in (("gone.png", "missing image file"),
+                          ("cut.png", "unreadable image file")):
+        path = os.path.join(work, "images", name)
+        with pytest.raises(DataError, match=f"{path}: {message}"):
+            segment_lib.read_image(path)
+
+
+def test_converted_models_are_written_to_and_run_from_ram(tmp_path, ram_root):
+    """`convert` writes .tflite and .onnx files to ram://, and `load_runner` runs them from
+    there (handed to the runtimes as bytes) and a SavedModel from a file:// URL."""
+    import tensorflow as tf
+
+    from conceptmask_tf.serving import convert
+    from conceptmask_tf.serving.runtimes import load_runner
+
+    class Tiny(tf.Module):
+        """The serving signature's names and shapes, a few built-in ops."""
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, None, 3], tf.uint8, name="image"),
+            tf.TensorSpec([None, 4], tf.float32, name="word_vectors")])
+        def serve(self, image, word_vectors):
+            grey = tf.reduce_mean(tf.cast(image, tf.float32), axis=-1) / 255.0
+            probs = tf.sigmoid(tf.reduce_sum(word_vectors, 1)[:, None, None]
+                               * (grey[None] - 0.5) * 8.0)
+            return {"masks": tf.cast(probs >= 0.5, tf.uint8), "mask_probs": probs,
+                    "presence": tf.reduce_max(probs, axis=[1, 2])}
+
+    module = Tiny()
+    saved = _file_url(tmp_path / "export" / "conceptmask" / "3")  # see the top on ram://
+    tf.saved_model.save(module, saved, signatures={"serving_default": module.serve})
+    reference = load_runner(os.path.dirname(saved))  # the highest version, found by files
+    assert (reference.kind, reference.path, reference.dim) == ("saved_model", saved, 4)
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), np.uint8)
+    vectors = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    expected = reference(image, vectors)
+
+    out = os.path.join(ram_root, "converted")
+    written = [convert.to_tflite(saved, os.path.join(out, "m.tflite")),
+               convert.to_onnx(saved, os.path.join(out, "m.onnx"))]
+    assert sorted(files.listdir(out)) == ["m.onnx", "m.tflite"]  # no temporary file left
+    for path, kind in zip(written, ("tflite", "onnx"), strict=True):
+        runner = load_runner(path)
+        assert (runner.kind, runner.path, runner.dim) == (kind, path, 4)
+        outputs = runner(image, vectors)
+        np.testing.assert_allclose(outputs["mask_probs"], expected["mask_probs"], atol=1e-5)
+        np.testing.assert_allclose(outputs["presence"], expected["presence"], atol=1e-5)
+    with pytest.raises(FileNotFoundError, match=f"{out}/none.onnx does not exist"):
+        load_runner(os.path.join(out, "none.onnx"))
+
+
 def test_pipeline_state_and_stamp_on_ram(worlds, ram_root):
     from conceptmask_tf import pipeline
 
@@ -353,7 +462,8 @@ def test_pipeline_state_and_stamp_on_ram(worlds, ram_root):
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "conceptmask_tf"
 # The modules that read or write the data root, the concept files, the model folders, the
-# assembled model, the report, the export and the pipeline's state.
+# assembled model, the report, the export, the converted models, the served models, the
+# segmented images and the pipeline's state.
 CONVERTED = (
     "data/boxes.py", "data/coco.py", "data/images.py", "data/layout.py", "data/open_images.py",
     "data/records.py", "data/skips.py", "data/splits.py", "data/tags.py",
@@ -364,7 +474,8 @@ CONVERTED = (
     "models/stage_files.py", "training/config.py", "training/summary_images.py",
     "assembly/calibration.py", "assembly/segmenter.py", "assembly/stage_networks.py",
     "evaluation/eval_set.py", "evaluation/evaluator.py", "evaluation/pictures.py",
-    "evaluation/report.py", "serving/exporter.py", "pipeline.py",
+    "evaluation/report.py", "serving/convert.py", "serving/exporter.py",
+    "serving/runtimes.py", "serving/segment.py", "pipeline.py",
 )
 # Calls that touch the local filesystem only (`module.function` as written in the source).
 LOCAL_CALLS = frozenset({
@@ -386,6 +497,9 @@ ALLOWED = {
     # the conversions run in a local temporary folder, whose results are copied over to an
     # export dir on another filesystem.
     ("serving/exporter.py", "tempfile.TemporaryDirectory"),
+    # tf2onnx writes its output to a local scratch folder; convert.py reads it back and
+    # writes it to the output path through base.files.
+    ("serving/convert.py", "tempfile.TemporaryDirectory"),
 }
 
 

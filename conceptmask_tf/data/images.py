@@ -183,13 +183,15 @@ class ImageReader:
             with files.open_file(name, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            image, reason = None, MISSING
+            return self._bad_file(name, MISSING)
         except OSError:
-            image, reason = None, UNREADABLE
-        else:
-            image, reason = image_bytes_problem(data)
+            return self._bad_file(name, UNREADABLE)
+        image, reason = image_bytes_problem(data)
         if reason is None:
             return image, True
+        return self._bad_file(name, reason)
+
+    def _bad_file(self, name: str, reason: str) -> tuple[np.ndarray, bool]:
         with self._lock:
             new = name not in self._bad
             if new:

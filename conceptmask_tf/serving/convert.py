@@ -13,7 +13,10 @@ ranks, and the runners of `conceptmask_tf.serving.runtimes` check inputs on the 
 - ONNX: the `tf2onnx.convert` command line (tf2onnx has no in-process SavedModel entry
   point), checked with `onnx.checker`; H, W and K stay dynamic.
 
-Outputs are written atomically: to a temporary file beside the target, then renamed.
+Outputs are written through `conceptmask_tf.base.files`, so `out_path` may be on any
+TensorFlow filesystem (gs://, ...), and atomically: to a hidden file beside the target,
+then renamed over it. The converters' own scratch files (tf2onnx's output) stay in a local
+temporary folder.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import sys
 import tempfile
 
 import tensorflow as tf
+
+from conceptmask_tf.base import files
 
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_OPSET = 17
@@ -41,7 +46,7 @@ def to_tflite(saved_model_dir: str, out_path: str, quantize: bool = False,
 
     Args:
         saved_model_dir: The SavedModel (e.g. `<export_dir>/conceptmask/<version>`).
-        out_path: The `.tflite` file to write.
+        out_path: The `.tflite` file to write (any TensorFlow filesystem).
         quantize: Dynamic-range quantization (`Optimize.DEFAULT`, no representative data).
         signature_key: The signature to convert; it keeps its name in the TFLite model
             (run it with `interpreter.get_signature_runner(signature_key)`).
@@ -115,7 +120,7 @@ def to_onnx(saved_model_dir: str, out_path: str, opset: int = DEFAULT_OPSET,
 
     Args:
         saved_model_dir: The SavedModel.
-        out_path: The `.onnx` file to write.
+        out_path: The `.onnx` file to write (any TensorFlow filesystem).
         opset: ONNX opset of the default domain.
         signature_key: The signature to convert.
 
@@ -131,11 +136,10 @@ def to_onnx(saved_model_dir: str, out_path: str, opset: int = DEFAULT_OPSET,
 
     _require_saved_model(saved_model_dir)
     _require_signature(saved_model_dir, signature_key)
-    directory = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=directory)
-    os.close(fd)
-    try:
+    # tf2onnx writes a local file only: it converts into a local scratch folder, and the
+    # checked result is then written to `out_path` through base.files.
+    with tempfile.TemporaryDirectory(prefix="conceptmask-onnx-") as scratch:
+        tmp_path = os.path.join(scratch, "model.onnx")
         command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved_model_dir,
                    "--signature_def", signature_key, "--opset", str(opset),
                    "--output", tmp_path]
@@ -149,16 +153,14 @@ def to_onnx(saved_model_dir: str, out_path: str, opset: int = DEFAULT_OPSET,
                       if unsupported else f"exit code {done.returncode}: {_error_lines(log)}")
             raise ConversionError(f"ONNX conversion of {saved_model_dir} signature "
                                   f"{signature_key!r} failed: {detail}")
-        model = onnx.load(tmp_path)
-        try:
-            onnx.checker.check_model(model, full_check=True)
-        except onnx.checker.ValidationError as e:
-            raise ConversionError(f"tf2onnx wrote an invalid ONNX model for "
-                                  f"{saved_model_dir}: {e}") from e
-        os.replace(tmp_path, out_path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+        with files.open_file(tmp_path, "rb") as f:
+            content = f.read()
+    try:
+        onnx.checker.check_model(onnx.load_model_from_string(content), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ConversionError(f"tf2onnx wrote an invalid ONNX model for "
+                              f"{saved_model_dir}: {e}") from e
+    _write_atomically(out_path, content)
     return out_path
 
 
@@ -207,14 +209,6 @@ def _quoted_names(text: str) -> list[str]:
 
 
 def _write_atomically(path: str, content: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path),
-                                    dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    """Writes `content` to `path` on any filesystem, creating its folder."""
+    files.makedirs(os.path.dirname(files.abspath(path)))
+    files.write_atomically(path, content)

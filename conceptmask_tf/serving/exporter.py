@@ -270,32 +270,23 @@ def export_segmenter(source: str, export_dir: str, *, concepts_dir: str | None =
         if tflite or onnx:
             from conceptmask_tf.serving import convert  # helper module of the conversions
 
-            # The converters (TFLite, tf2onnx in a subprocess) read and write local files:
-            # for an export dir on another filesystem (gs://, ...) they work in a local
-            # temporary folder and their files are copied over.
+            # The converters read a local SavedModel (tf2onnx in a subprocess): the
+            # conversion model is staged in a local temporary folder; their outputs are
+            # written through base.files, so they go to any filesystem.
             local = files.is_local(export_dir)
             with tempfile.TemporaryDirectory(prefix=".convert-",
                                              dir=export_dir if local else None) as staging:
                 source = write_conversion_saved_model(model, os.path.join(staging, "model"))
-                out_dir = export_dir if local else staging
-
-                def deliver(path: str) -> str:
-                    if local:
-                        return path
-                    target = os.path.join(export_dir, os.path.basename(path))
-                    files.copy(path, target, overwrite=True)
-                    return target
-
                 if tflite:
-                    result["tflite"] = deliver(convert.to_tflite(
-                        source, os.path.join(out_dir, f"{name}.tflite")))
+                    result["tflite"] = convert.to_tflite(
+                        source, os.path.join(export_dir, f"{name}.tflite"))
                     bar.update()
-                    result["tflite_dynamic_range"] = deliver(convert.to_tflite(
-                        source, os.path.join(out_dir, f"{name}_dynamic_range.tflite"),
-                        quantize=True))
+                    result["tflite_dynamic_range"] = convert.to_tflite(
+                        source, os.path.join(export_dir, f"{name}_dynamic_range.tflite"),
+                        quantize=True)
                     bar.update()
                 if onnx:
-                    result["onnx"] = deliver(convert.to_onnx(
-                        source, os.path.join(out_dir, f"{name}.onnx")))
+                    result["onnx"] = convert.to_onnx(
+                        source, os.path.join(export_dir, f"{name}.onnx"))
                     bar.update()
     return result

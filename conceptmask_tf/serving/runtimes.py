@@ -18,6 +18,13 @@ inside). A SavedModel exported with its vocabulary also turns concept names into
 vectors (`concept_vectors`); for the converted models, take the vectors from the concepts
 dir (`ConceptEmbeddings`).
 
+The model may be on any TensorFlow filesystem (local, gs://, ...): paths are checked and
+files read through `conceptmask_tf.base.files`, and TensorFlow and Keras load SavedModels
+and saved ConceptMask folders from there themselves. The TFLite interpreter and onnxruntime
+open local files only: a `.tflite` or `.onnx` elsewhere is read into memory through
+`base.files` and handed to them as bytes (`model_content`, `path_or_bytes`), which both
+accept, so no local copy is made (an ONNX model with external data files must be local).
+
 A runner can be shared between threads: TensorFlow and onnxruntime run concurrent calls
 in parallel, and the TFLite runner takes them one at a time (a TFLite interpreter holds
 one set of tensor buffers, resized per call, so it is not thread-safe itself).
@@ -27,7 +34,6 @@ from __future__ import annotations
 
 import abc
 import functools
-import json
 import os
 import re
 import threading
@@ -36,6 +42,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from conceptmask_tf.base import files
 from conceptmask_tf.errors import DataError, UnknownConceptError
 
 SERVING_DEFAULT = "serving_default"
@@ -163,7 +170,7 @@ def load_runner(path: str, signature_key: str = SERVING_DEFAULT, num_threads: in
 
     Args:
         path: A saved ConceptMask folder, a SavedModel dir (or a folder of integer
-            versions of one), `.tflite` or `.onnx`.
+            versions of one), `.tflite` or `.onnx`, on any TensorFlow filesystem.
         signature_key: The signature to run (SavedModel and TFLite).
         num_threads: CPU threads of TFLite and onnxruntime (default: all cores for
             TFLite, onnxruntime's default); TensorFlow keeps its own setting.
@@ -174,14 +181,15 @@ def load_runner(path: str, signature_key: str = SERVING_DEFAULT, num_threads: in
         ValueError: A file of another kind.
         DataError: The runtime cannot open the model, or it lacks the signature.
     """
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise FileNotFoundError(f"{path} does not exist: give a SavedModel directory, a "
                                 ".tflite or an .onnx file (conceptmask-export writes them)")
     extension = os.path.splitext(path)[1].lower()
-    if os.path.isdir(path) and _is_saved_concept_mask(path):
+    is_dir = files.isdir(path)
+    if is_dir and _is_saved_concept_mask(path):
         kind = "keras"
         factory = functools.partial(KerasRunner, path, max_image_side)
-    elif os.path.isdir(path):
+    elif is_dir:
         path, kind = resolve_saved_model(path), "saved_model"
         factory = functools.partial(SavedModelRunner, path, signature_key, max_image_side)
     elif extension == ".tflite":
@@ -206,10 +214,10 @@ def resolve_saved_model(directory: str) -> str:
     Raises:
         FileNotFoundError: Neither holds a saved_model.pb.
     """
-    if os.path.exists(os.path.join(directory, "saved_model.pb")):
+    if files.exists(os.path.join(directory, "saved_model.pb")):
         return directory
-    versions = [int(name) for name in os.listdir(directory) if name.isdigit()
-                and os.path.exists(os.path.join(directory, name, "saved_model.pb"))]
+    versions = [int(name) for name in files.listdir(directory) if name.isdigit()
+                and files.exists(os.path.join(directory, name, "saved_model.pb"))]
     if not versions:
         raise FileNotFoundError(f"{directory} holds no saved_model.pb, nor integer version "
                                 "folders with one (<export_dir>/conceptmask/<version>)")
@@ -290,10 +298,9 @@ class SavedModelRunner(Runner):
 def export_metadata(saved_model_dir: str) -> dict:
     """`assets.extra/conceptmask.json` of an export (what conceptmask-export recorded), or {}."""
     path = os.path.join(saved_model_dir, EXTRA_DIR, METADATA_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        metadata = json.load(f)
+    metadata = files.read_json(path)
     return metadata if isinstance(metadata, dict) else {}
 
 
@@ -311,7 +318,7 @@ class TFLiteRunner(Runner):
     run one at a time.
 
     Args:
-        path: The .tflite file.
+        path: The .tflite file (not local: read into memory, see the module docstring).
         signature_key: The signature to run.
         num_threads: Interpreter threads (default: all cores).
         max_image_side: Largest accepted image height or width.
@@ -322,7 +329,9 @@ class TFLiteRunner(Runner):
     def __init__(self, path: str, signature_key: str = SERVING_DEFAULT,
                  num_threads: int | None = None,
                  max_image_side: int = DEFAULT_MAX_IMAGE_SIDE) -> None:
-        interpreter = _tflite_interpreter_class()(model_path=path,
+        source = ({"model_path": path} if files.is_local(path)
+                  else {"model_content": _read_bytes(path)})
+        interpreter = _tflite_interpreter_class()(**source,
                                                   num_threads=num_threads or os.cpu_count())
         signatures = interpreter.get_signature_list()
         if signature_key not in signatures:
@@ -362,7 +371,7 @@ class OnnxRunner(Runner):
     """An ONNX model in onnxruntime (CPU execution provider).
 
     Args:
-        path: The .onnx file.
+        path: The .onnx file (not local: read into memory, see the module docstring).
         num_threads: Intra-op threads (default: onnxruntime's).
         max_image_side: Largest accepted image height or width.
     """
@@ -377,7 +386,8 @@ class OnnxRunner(Runner):
         options.log_severity_level = 3  # errors only
         if num_threads:
             options.intra_op_num_threads = num_threads
-        self._session = onnxruntime.InferenceSession(path, options,
+        source = path if files.is_local(path) else _read_bytes(path)
+        self._session = onnxruntime.InferenceSession(source, options,
                                                      providers=["CPUExecutionProvider"])
         inputs = {i.name: i for i in self._session.get_inputs()}
         missing = {"image", "word_vectors"} - set(inputs)
@@ -395,9 +405,14 @@ class OnnxRunner(Runner):
         return dict(zip(self._output_names, values))
 
 
+def _read_bytes(path: str) -> bytes:
+    with files.open_file(path, "rb") as f:
+        return f.read()
+
+
 def _is_saved_concept_mask(path: str) -> bool:
     # The files `assembly.segmenter.ConceptMaskSegmenter.save_to_preset` writes.
-    return all(os.path.isfile(os.path.join(path, name))
+    return all(files.isfile(os.path.join(path, name))
                for name in ("config.json", "model.weights.h5"))
 
 

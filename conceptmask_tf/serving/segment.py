@@ -11,6 +11,10 @@ The slug of a concept is its normalised name with spaces as "_" ("Red car" -> "r
 concepts given as word vectors are named "vector_<row>". Two images with the same stem
 (or two concepts with the same slug) get "_2", "_3", ... appended in input order.
 
+Input images, word-vector files and `out_dir` may be on any TensorFlow filesystem (local,
+gs://, ...): every file is read and written through `conceptmask_tf.base.files`, each
+output file atomically (written beside its name, then renamed over it).
+
 Images of any mode are read upright (EXIF orientation applied) as RGB: grey is repeated
 to three channels, alpha is dropped (pixels as stored), palettes are expanded, 16-bit
 images are scaled to 8 bits.
@@ -19,6 +23,7 @@ images are scaled to 8 bits.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -29,6 +34,7 @@ import numpy as np
 import tqdm
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from conceptmask_tf.base import files
 from conceptmask_tf.base.names import normalize_concept
 from conceptmask_tf.concepts.embeddings import ConceptEmbeddings
 from conceptmask_tf.data.images import MISSING, UNREADABLE, to_rgb
@@ -43,7 +49,7 @@ def read_image(path: str, max_side: int = DEFAULT_MAX_IMAGE_SIDE) -> np.ndarray:
     """Reads an image file upright as RGB.
 
     Args:
-        path: Any image file PIL reads.
+        path: Any image file PIL reads, on any TensorFlow filesystem (`base.files`).
         max_side: Largest accepted height or width (checked before decoding).
 
     Returns:
@@ -52,7 +58,7 @@ def read_image(path: str, max_side: int = DEFAULT_MAX_IMAGE_SIDE) -> np.ndarray:
     Raises:
         DataError: Naming the file: missing, unreadable, empty or too large.
     """
-    with _reading(path), Image.open(path) as image:
+    with _reading(path), Image.open(io.BytesIO(_read_bytes(path))) as image:
         _check_size(image, path, max_side)
         return to_rgb(ImageOps.exif_transpose(image))
 
@@ -63,8 +69,13 @@ def check_image_file(path: str, max_side: int = DEFAULT_MAX_IMAGE_SIDE) -> None:
     Raises:
         DataError: Naming the file: missing, unreadable, empty or too large.
     """
-    with _reading(path), Image.open(path) as image:
+    with _reading(path), Image.open(io.BytesIO(_read_bytes(path))) as image:
         _check_size(image, path, max_side)
+
+
+def _read_bytes(path: str) -> bytes:
+    with files.open_file(path, "rb") as f:
+        return f.read()
 
 
 @contextlib.contextmanager
@@ -99,11 +110,13 @@ def load_word_vectors(path: str, dim: int | None) -> np.ndarray:
             non-finite values.
     """
     try:
-        vectors = np.load(path, allow_pickle=False)
+        vectors = files.load_npy(path, allow_pickle=False)
     except FileNotFoundError as e:
         raise DataError("missing word-vector file", path=path) from e
     except (OSError, ValueError) as e:
         raise DataError(f"not a readable .npy array: {e}", path=path) from e
+    if not isinstance(vectors, np.ndarray):  # an .npz archive
+        raise DataError("not a readable .npy array: an .npz archive", path=path)
     want = f"float32 [K, {dim if dim is not None else 'D'}]"
     if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.floating):
         raise DataError(f"word vectors must be {want}, got {vectors.dtype} "
@@ -228,22 +241,23 @@ def segment_images(runner: Runner, image_paths: Sequence[str], names: Sequence[s
         outputs = runner(image, vectors)
         masks = (outputs["masks"] > 0 if threshold is None
                  else outputs["mask_probs"] >= threshold)  # bool [K, H, W]
-        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+        files.makedirs(os.path.join(out_dir, folder))
         entries = []
         for k, (name, slug) in enumerate(zip(names, slugs)):
             mask_file = os.path.join(folder, f"{slug}_mask.png")
             overlay_file = os.path.join(folder, f"{slug}_overlay.png")
-            Image.fromarray(masks[k].astype(np.uint8) * 255).save(
-                os.path.join(out_dir, mask_file))
+            _write_png(Image.fromarray(masks[k].astype(np.uint8) * 255),
+                       os.path.join(out_dir, mask_file))
             overlay = overlay_masks(image, [masks[k]], colors=[PALETTE[k % len(PALETTE)]])
-            Image.fromarray(overlay).save(os.path.join(out_dir, overlay_file))
+            _write_png(Image.fromarray(overlay), os.path.join(out_dir, overlay_file))
             entries.append({"concept": name, "presence": float(outputs["presence"][k]),
                             "mask_fraction": float(masks[k].mean()), "mask": mask_file,
                             "overlay": overlay_file})
         result["images"].append({"image": path, "width": image.shape[1],
                                  "height": image.shape[0], "folder": folder,
                                  "concepts": entries})
-    _write_json(os.path.join(out_dir, SUMMARY_FILE), result)
+    files.write_atomically(os.path.join(out_dir, SUMMARY_FILE),
+                           json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -293,9 +307,7 @@ def _stem(path: str) -> str:
     return re.sub(r"[^\w.-]", "_", stem) or "image"
 
 
-def _write_json(path: str, content: dict[str, Any]) -> None:
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=1)
-        f.write("\n")
-    os.replace(tmp_path, path)
+def _write_png(image: Image.Image, path: str) -> None:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    files.write_atomically(path, buffer.getvalue())

@@ -71,7 +71,17 @@ def config_from_flags(config_cls: type[ConfigT],
     Raises:
         ValueError: A list item of the wrong type, or an invalid config.
     """
-    return config_cls(**_field_values(config_cls, fv, only_present=False))
+    return config_cls(**config_values(config_cls, fv))
+
+
+def config_values(config_cls: type, fv: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
+    """Every field's value from parsed flags (lists converted to typed tuples), before
+    the config checks them.
+
+    Raises:
+        ValueError: A list item of the wrong type.
+    """
+    return _field_values(config_cls, fv, only_present=False)
 
 
 def overrides_from_args(config_cls: type, args: list[str]) -> dict[str, Any]:

@@ -52,6 +52,11 @@ class TrainingConfig:
     """
 
     data_root: str = _field(help="Data root (DESIGN.md §3) with the stage's annotations.")
+    shards: str = _field("", "Folder of this stage's training examples as sharded TFRecord "
+                             "files (conceptmask-shards): read instead of the data root's "
+                             "annotations, for large data (split by file between workers; "
+                             "the data root still gives the validation pictures). Empty: "
+                             "read the data root.")
     concepts_dir: str = _field(help="Folder with concepts.tsv, word_vectors.npy and "
                                     "overlap.npz (written by conceptmask-concepts).")
     model_dir: str = _field(help="Output folder: final .keras model, config.json, "
@@ -308,6 +313,9 @@ class SegmentationConfig(MaskNetworkConfig):
         if not 0.0 <= self.guided_attention_rate <= 1.0:
             problems.append("guided_attention_rate must be in [0, 1], got "
                             f"{self.guided_attention_rate}")
+        if self.cache_attention and self.shards:
+            problems.append("cache_attention holds every example's maps in memory, for "
+                            "small data: turn it off to train from shards")
         return problems
 
 

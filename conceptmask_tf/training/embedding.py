@@ -26,7 +26,11 @@ from conceptmask_tf.concepts.concept_sets import (
     soft_topic_targets,
     tag_row_matrix,
 )
-from conceptmask_tf.data.datasets import embedding_dataset
+from conceptmask_tf.data.datasets import (
+    embedding_dataset,
+    embedding_dataset_from_shards,
+    embedding_elements,
+)
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import read_tag_corpus
@@ -41,7 +45,7 @@ from conceptmask_tf.models import (
 )
 from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import EmbeddingConfig
-from conceptmask_tf.training.stage import BuiltStage, Stage
+from conceptmask_tf.training.stage import BuiltStage, ShardExamples, Stage
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -71,6 +75,7 @@ class EmbeddingStage(Stage[EmbeddingConfig, TagExamples]):
     """Stage 1 in the shared skeleton (`Stage`); see `train`."""
 
     model_file = stage_files.MODEL_FILES["embedding"]
+    shard_stage = "embedding"
 
     def read_examples(self, config: EmbeddingConfig, concepts: TrainingConcepts,
                       skips: SkipCounter) -> tuple[TagExamples, int]:
@@ -78,11 +83,11 @@ class EmbeddingStage(Stage[EmbeddingConfig, TagExamples]):
         return examples, len(examples.paths)
 
     def build(self, config: EmbeddingConfig, concepts: TrainingConcepts,
-              examples: TagExamples) -> BuiltStage:
+              examples: TagExamples | ShardExamples) -> BuiltStage:
         model = EmbeddingModel(config.backbone, concepts.embeddings.dim,
                                hidden_dims=config.hidden_dims, final_relu=config.final_relu,
                                pooling=config.pooling, backbone_weights=config.backbone_weights)
-        if examples.tag_rows is None:
+        if config.tag_loss_weight <= 0:
             return BuiltStage(model, model, CosineEmbeddingLoss())
         return BuiltStage(
             model, tag_loss_trainer(model, config, concepts),
@@ -91,8 +96,17 @@ class EmbeddingStage(Stage[EmbeddingConfig, TagExamples]):
                              concepts.excluded_rows().tolist())},
             {"embedding": 1.0, "tags": config.tag_loss_weight})
 
-    def dataset(self, config: EmbeddingConfig, examples: TagExamples, built: BuiltStage,
-                input_options: dict[str, Any]) -> tf.data.Dataset:
+    def elements(self, config: EmbeddingConfig, examples: TagExamples,
+                 skips: SkipCounter) -> dict[str, Any]:
+        return embedding_elements(config.data_root, examples.paths, examples.targets,
+                                  examples.tag_rows)
+
+    def dataset(self, config: EmbeddingConfig, examples: TagExamples | ShardExamples,
+                built: BuiltStage, input_options: dict[str, Any]) -> tf.data.Dataset:
+        if isinstance(examples, ShardExamples):
+            return embedding_dataset_from_shards(
+                examples.shards, image_size=config.image_size,
+                with_tags=config.tag_loss_weight > 0, **input_options)
         return embedding_dataset(config.data_root, examples.paths, examples.targets,
                                  image_size=config.image_size, tag_rows=examples.tag_rows,
                                  **input_options)

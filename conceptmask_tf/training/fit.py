@@ -159,15 +159,43 @@ def make_optimizer(config: TrainingConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate)
 
 
-def training_input_options(config: TrainingConfig, skips: SkipCounter) -> dict[str, Any]:
+def training_input_options(config: TrainingConfig, skips: SkipCounter,
+                           strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
     """Keyword arguments every stage's training pipeline takes from the config.
 
     One place, so the three stages shuffle, augment, skip bad images and repeat alike.
+    With `config.shards`, also "input_pipelines" (`input_pipelines` of the strategy).
     """
-    return {"batch_size": config.batch_size, "training": True, "seed": config.seed,
-            "flip": config.flip, "scale_jitter": config.scale_jitter,
-            "max_bad_fraction": config.max_bad_fraction, "skips": skips,
-            "shuffle_buffer": config.shuffle_buffer, "repeat": True}
+    options = {"batch_size": config.batch_size, "training": True, "seed": config.seed,
+               "flip": config.flip, "scale_jitter": config.scale_jitter,
+               "max_bad_fraction": config.max_bad_fraction, "skips": skips,
+               "shuffle_buffer": config.shuffle_buffer, "repeat": True}
+    if config.shards:
+        options["input_pipelines"] = input_pipelines(strategy or tf.distribute.get_strategy())
+    return options
+
+
+def input_pipelines(strategy: tf.distribute.Strategy) -> tuple[int, int]:
+    """(count, index) of this process's input pipeline: one per worker.
+
+    Under `MultiWorkerMirroredStrategy` every worker (the chief counting as worker 0)
+    reads its own share of the shard files; any other strategy runs one pipeline.
+
+    Raises:
+        ValueError: A TPU strategy over several hosts (each host would need its share
+            through `distribute_datasets_from_function`, which keras' `fit` does not call).
+    """
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        resolver = strategy.cluster_resolver
+        spec = resolver.cluster_spec()
+        chiefs = spec.num_tasks("chief") if "chief" in spec.jobs else 0
+        workers = spec.num_tasks("worker") if "worker" in spec.jobs else 0
+        index = resolver.task_id + (chiefs if resolver.task_type == "worker" else 0)
+        return max(chiefs + workers, 1), index
+    if isinstance(strategy, tf.distribute.TPUStrategy) and strategy.extended.num_hosts > 1:
+        raise ValueError("training from shards on a multi-host TPU is not supported: each "
+                         "host would read every file")
+    return 1, 0
 
 
 def resolve_steps(config: TrainingConfig, num_examples: int) -> int:

@@ -29,7 +29,12 @@ from conceptmask_tf.concepts.concept_sets import (
 )
 from conceptmask_tf.concepts.overlap import OverlapMatrix, gamma_from_overlap
 from conceptmask_tf.data.boxes import load_box_images
-from conceptmask_tf.data.datasets import num_refinement_examples, refinement_dataset
+from conceptmask_tf.data.datasets import (
+    num_refinement_examples,
+    refinement_dataset,
+    refinement_dataset_from_shards,
+    refinement_elements,
+)
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.tags import read_oi_verified_labels
@@ -54,7 +59,7 @@ from conceptmask_tf.models import (
 )
 from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import MATCHING_BINARIZE, RefinementConfig
-from conceptmask_tf.training.stage import BuiltStage, Stage
+from conceptmask_tf.training.stage import BuiltStage, ShardExamples, Stage
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -271,6 +276,7 @@ class RefinementStage(Stage[RefinementConfig, BoxExamples]):
     """Stage 2 in the shared skeleton (`Stage`); see `train`."""
 
     model_file = stage_files.MODEL_FILES["refinement"]
+    shard_stage = "refinement"
 
     def read_examples(self, config: RefinementConfig, concepts: TrainingConcepts,
                       skips: SkipCounter) -> tuple[BoxExamples, int]:
@@ -284,12 +290,26 @@ class RefinementStage(Stage[RefinementConfig, BoxExamples]):
         trainer = build_trainer(config, concepts)
         return BuiltStage(trainer.refinement, trainer)
 
-    def dataset(self, config: RefinementConfig, examples: BoxExamples, built: BuiltStage,
-                input_options: dict[str, Any]) -> tf.data.Dataset:
-        return refinement_dataset(
-            config.data_root, examples.boxed, examples.index, image_size=config.image_size,
-            mask_size=self.mask_size(config, built), max_concepts=config.max_concepts,
-            image_labels=examples.labels, max_labels=config.max_labels, **input_options)
+    def elements(self, config: RefinementConfig, examples: BoxExamples,
+                 skips: SkipCounter) -> dict[str, Any]:
+        return refinement_elements(config.data_root, examples.boxed, examples.index,
+                                   config.max_concepts, skips, examples.labels)
+
+    def example_facts(self, examples: BoxExamples | ShardExamples) -> dict[str, Any]:
+        if isinstance(examples, ShardExamples):
+            return examples.facts
+        return {"labelled_images": 0 if examples.labels is None else len(examples.labels)}
+
+    def dataset(self, config: RefinementConfig, examples: BoxExamples | ShardExamples,
+                built: BuiltStage, input_options: dict[str, Any]) -> tf.data.Dataset:
+        sizes = {"image_size": config.image_size, "mask_size": self.mask_size(config, built),
+                 "max_concepts": config.max_concepts, "max_labels": config.max_labels}
+        if isinstance(examples, ShardExamples):
+            return refinement_dataset_from_shards(
+                examples.shards, with_labels=config.label_weight > 0, **sizes,
+                **input_options)
+        return refinement_dataset(config.data_root, examples.boxed, examples.index,
+                                  image_labels=examples.labels, **sizes, **input_options)
 
     @staticmethod
     def mask_size(config: RefinementConfig, built: BuiltStage) -> int:
@@ -308,13 +328,11 @@ class RefinementStage(Stage[RefinementConfig, BoxExamples]):
               examples: BoxExamples, built: BuiltStage) -> dict[str, Any]:
         trainer = built.trainer
         spatial = trainer.spatial_loss
-        labels = examples.labels
         return {"mask_size": self.mask_size(config, built),
                 "target_concepts": sorted(examples.index),
                 "matching_concepts": trainer.matching_top_n,
                 "spatial_candidates": 0 if spatial is None else len(spatial.candidate_ids),
-                "labelled_images": 0 if labels is None else len(labels),
-                **concepts.exclusion_facts()}
+                **self.example_facts(examples), **concepts.exclusion_facts()}
 
 
 def train(config: RefinementConfig,

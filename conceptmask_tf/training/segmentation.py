@@ -42,7 +42,12 @@ from conceptmask_tf.concepts.concept_sets import (
     TrainingConcepts,
 )
 from conceptmask_tf.data.coco import read_coco_instances
-from conceptmask_tf.data.datasets import num_segmentation_examples, segmentation_dataset
+from conceptmask_tf.data.datasets import (
+    num_segmentation_examples,
+    segmentation_dataset,
+    segmentation_dataset_from_shards,
+    segmentation_elements,
+)
 from conceptmask_tf.data.layout import DataRoot
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.data.types import MaskedImage
@@ -52,7 +57,7 @@ from conceptmask_tf.models import RefinementModel, SegmentationModel, stage_file
 from conceptmask_tf.models.multi_scale_attention import MultiScaleAttention
 from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import SegmentationConfig, TrainingConfig
-from conceptmask_tf.training.stage import BuiltStage, Stage
+from conceptmask_tf.training.stage import BuiltStage, ShardExamples, Stage
 from conceptmask_tf.training.summary_images import (
     Pictures,
     SummaryExamples,
@@ -165,6 +170,7 @@ class SegmentationStage(Stage[SegmentationConfig, MaskExamples]):
     """Stage 3 in the shared skeleton (`Stage`); see `train`."""
 
     model_file = stage_files.MODEL_FILES["segmentation"]
+    shard_stage = "segmentation"
 
     def read_examples(self, config: SegmentationConfig, concepts: TrainingConcepts,
                       skips: SkipCounter) -> tuple[MaskExamples, int]:
@@ -176,10 +182,14 @@ class SegmentationStage(Stage[SegmentationConfig, MaskExamples]):
         trainer = build_trainer(config, concepts)
         return BuiltStage(trainer.segmentation, trainer)
 
-    def dataset(self, config: SegmentationConfig, examples: MaskExamples, built: BuiltStage,
-                input_options: dict[str, Any]) -> tf.data.Dataset:
+    def dataset(self, config: SegmentationConfig, examples: MaskExamples | ShardExamples,
+                built: BuiltStage, input_options: dict[str, Any]) -> tf.data.Dataset:
         """The stage-3 pipeline, with the attention cache (`cache_attention`) and the
         guide masks (`guided_attention_rate` > 0) when on."""
+        if isinstance(examples, ShardExamples):  # cache_attention is refused with shards
+            dataset = segmentation_dataset_from_shards(
+                examples.shards, image_size=config.image_size, **input_options)
+            return self.with_guide_masks(config, dataset)
         cached = None
         if config.cache_attention:
             cached = attention_cache(built.trainer, segmentation_dataset(
@@ -189,9 +199,20 @@ class SegmentationStage(Stage[SegmentationConfig, MaskExamples]):
         dataset = segmentation_dataset(
             config.data_root, examples.masked, examples.index, image_size=config.image_size,
             attention=cached, **input_options)
+        return self.with_guide_masks(config, dataset)
+
+    @staticmethod
+    def with_guide_masks(config: SegmentationConfig, dataset: tf.data.Dataset
+                         ) -> tf.data.Dataset:
+        """The ground-truth mask as a feature too, for guided attention (rate > 0)."""
         if config.guided_attention_rate > 0:
-            dataset = dataset.map(lambda x, y: ({**x, "guide_mask": y["mask"]}, y))
+            return dataset.map(lambda x, y: ({**x, "guide_mask": y["mask"]}, y))
         return dataset
+
+    def elements(self, config: SegmentationConfig, examples: MaskExamples,
+                 skips: SkipCounter) -> dict[str, Any]:
+        return segmentation_elements(config.data_root, examples.masked, examples.index,
+                                     skips)
 
     def pictures(self, config: SegmentationConfig, concepts: TrainingConcepts,
                  examples: MaskExamples, built: BuiltStage) -> Pictures | None:

@@ -4,7 +4,8 @@
 
 1. `fit.training_runtime` (seeds, strategy, dtype policy);
 2. the training concepts (`load_concepts`) and the run's `SkipCounter`;
-3. the stage's training examples (`read_examples`);
+3. the stage's training examples (`read_examples`, or with `--shards` the shard index:
+   `read_shards`);
 4. `fit.resolved_config` (steps per epoch, XLA, a worker's model dir);
 5. in the strategy scope: the networks (`build`), compiled with `fit.make_optimizer`
    and the runtime's XLA setting;
@@ -27,14 +28,18 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from conceptmask_tf.concepts.concept_sets import TrainingConcepts, load_training_concepts
+from conceptmask_tf.data.shards import ShardSet
 from conceptmask_tf.data.skips import SkipCounter
+from conceptmask_tf.errors import DataError
 from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import TrainingConfig
 from conceptmask_tf.training.summary_images import Pictures
@@ -60,6 +65,32 @@ class BuiltStage:
     loss_weights: Any = None
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardExamples:
+    """A stage's training examples as shards (`--shards`, `Stage.read_shards`).
+
+    Attributes:
+        shards: The shard folder.
+        index: Concept trained on -> vocabulary row (as the stage's own examples have it).
+        facts: The examples' facts kept by the writer (`Stage.example_facts`).
+    """
+
+    shards: ShardSet
+    index: dict[str, int]
+    facts: dict[str, Any]
+
+
+def concepts_fingerprint(concepts: TrainingConcepts) -> str:
+    """A digest of what shards depend on: the vocabulary, its word vectors and the
+    excluded (zero-shot and held-out) concepts."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(concepts.embeddings.vocabulary.concepts).encode("utf-8"))
+    digest.update(np.ascontiguousarray(concepts.embeddings.vectors, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(concepts.embeddings.vocabulary.idf, np.float64).tobytes())
+    digest.update("\n".join(sorted(concepts.excluded)).encode("utf-8"))
+    return digest.hexdigest()
+
+
 class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
     """One training stage: the shared skeleton (`train`) and the stage's hooks.
 
@@ -69,9 +100,12 @@ class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
 
     Attributes:
         model_file: File name of the final network in the model dir.
+        shard_stage: The stage name its shards carry (`conceptmask-shards`); stages
+            that can train from shards set it and handle `ShardExamples` in `dataset`.
     """
 
     model_file: ClassVar[str]
+    shard_stage: ClassVar[str] = ""  # the shards' stage name; "" cannot use shards
 
     def train(self, config: ConfigT, callbacks: Sequence[keras.callbacks.Callback] = (),
               strategy: tf.distribute.Strategy | None = None) -> fit.TrainResult:
@@ -91,7 +125,10 @@ class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
         with fit.training_runtime(config, strategy) as runtime:
             concepts = self.load_concepts(config)
             skips = SkipCounter(config.data_root)
-            examples, num_examples = self.read_examples(config, concepts, skips)
+            if config.shards:
+                examples, num_examples = self.read_shards(config, concepts, skips)
+            else:
+                examples, num_examples = self.read_examples(config, concepts, skips)
             config = fit.resolved_config(config, num_examples, runtime)
             with runtime.strategy.scope():
                 built = self.build(config, concepts, examples)
@@ -99,7 +136,8 @@ class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
                                       loss_weights=built.loss_weights,
                                       jit_compile=runtime.jit_compile)
             dataset = self.dataset(config, examples, built,
-                                   fit.training_input_options(config, skips))
+                                   fit.training_input_options(config, skips,
+                                                              runtime.strategy))
             return fit.fit_stage(
                 built.trainer, dataset, config=config, runtime=runtime,
                 stage_model=built.stage_model, model_file=self.model_file,
@@ -131,6 +169,41 @@ class Stage(abc.ABC, Generic[ConfigT, ExamplesT]):
             (what the other hooks get as `examples`, the number of training examples
             before the image file checks).
         """
+
+    def read_shards(self, config: ConfigT, concepts: TrainingConcepts | None,
+                    skips: SkipCounter) -> tuple[ShardExamples, int]:
+        """The training examples of `config.shards` (instead of `read_examples`): only the
+        shard index is read; the skips counted when they were written (bad annotation
+        records, bad image files) join `skips`.
+
+        Raises:
+            ValueError: The stage cannot train from shards.
+            FileNotFoundError: No finished shards there.
+            DataError: Shards of another stage, or written with other concepts.
+        """
+        if not self.shard_stage:
+            raise ValueError(f"{type(self).__name__} cannot train from shards (--shards)")
+        shards = ShardSet.load(config.shards, self.shard_stage)
+        if concepts is not None and shards.metadata.get("concepts") != concepts_fingerprint(
+                concepts):
+            raise DataError("these shards were written with other concepts than "
+                            f"{config.concepts_dir} (vocabulary, word vectors or zero-shot "
+                            "split differ): write them again with conceptmask-shards",
+                            shards.directory)
+        skips.merge(shards.skip_counter())
+        # The examples before the writer's image checks, as `read_examples` counts them.
+        return (ShardExamples(shards, dict(shards.metadata.get("index", {})),
+                              dict(shards.metadata.get("facts", {}))), shards.num_records)
+
+    def elements(self, config: ConfigT, examples: ExamplesT, skips: SkipCounter
+                 ) -> dict[str, Any]:
+        """The per-example host rows of `examples` that `conceptmask-shards` writes
+        (`datasets.*_elements`); what `dataset` then reads from the shards."""
+        raise ValueError(f"{type(self).__name__} cannot write shards")
+
+    def example_facts(self, examples: ExamplesT | ShardExamples) -> dict[str, Any]:
+        """The facts of the examples themselves (kept in the shards), for `facts`."""
+        return examples.facts if isinstance(examples, ShardExamples) else {}
 
     @abc.abstractmethod
     def build(self, config: ConfigT, concepts: TrainingConcepts | None,

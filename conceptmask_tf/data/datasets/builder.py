@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from conceptmask_tf.data.images import ImageReader
+from conceptmask_tf.data.shards import ShardSet, shard_examples
 from conceptmask_tf.data.skips import SkipCounter
 from conceptmask_tf.errors import DataError
 
@@ -27,6 +29,17 @@ def check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def check_fields(shards: ShardSet, stage: str, needed: Sequence[str]) -> None:
+    """Raises DataError unless `shards` hold `stage`'s examples with the `needed` fields."""
+    where = os.path.join(shards.directory, "shards.json")
+    if shards.stage != stage:
+        raise DataError(f"these shards hold {shards.stage} examples, not {stage} ones", where)
+    missing = [name for name in needed if name not in shards.fields]
+    if missing:
+        raise DataError(f"the {stage} shards have no {', '.join(missing)} field(s): write "
+                        "them again with conceptmask-shards", where)
+
+
 def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = True) -> int:
     """Batches in one pass over `num_examples` (training drops the last partial batch)."""
     check_positive(batch_size=batch_size)
@@ -35,24 +48,29 @@ def steps_per_epoch(num_examples: int, batch_size: int, drop_remainder: bool = T
     return -(-num_examples // batch_size)
 
 
-def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int,
+def make_dataset(elements: Mapping[str, Any] | ShardSet, parse: Parse, *, num_examples: int,
                  batch_size: int, training: bool, seed: int | None,
                  shuffle_buffer: int | None, repeat: bool, what: str,
                  skips: SkipCounter, finish_batch: FinishBatch | None = None,
-                 max_bad_fraction: float | None = None, keep_bad_images: bool = False
-                 ) -> tf.data.Dataset:
-    """Builds the batched dataset from per-example host arrays.
+                 max_bad_fraction: float | None = None, keep_bad_images: bool = False,
+                 input_pipelines: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+    """Builds the batched dataset from per-example host arrays or from shards.
 
     Each example's image file ("path") is read and decoded after the shuffle, by an
     `ImageReader`: nothing reads the images before the first step, and a bad file is
-    skipped (its example dropped) and counted in `skips` where it is read. Training:
+    skipped (its example dropped) and counted in `skips` where it is read. From shards,
+    the image bytes stored with each example are decoded in the graph (their writer
+    decoded each one and left bad files out, counted: `shards.write_shards`). From the
+    decoded image on, both sources take one code path. Training:
     shuffle (seeded, reshuffled each pass), one int64 seed per example from
     `Dataset.random` (so parallel augmentation stays deterministic), fixed batch shapes
     (`drop_remainder=True`). Eval: record order, no seeds, every example with a good
     image kept.
 
     Args:
-        elements: Arrays (or ragged tensors) with `num_examples` rows.
+        elements: Arrays (or ragged tensors) with `num_examples` rows, or the shards
+            holding them (`shards.write_shards`; files split between input pipelines,
+            interleaved, records shuffled in `shuffle_buffer`: `shards.shard_examples`).
         parse: Maps one row (and its seed) to (features, targets).
         num_examples: Rows in `elements`.
         batch_size: Examples per batch.
@@ -68,10 +86,13 @@ def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int
         max_bad_fraction: Stop the pipeline (`SkipCounter.check_bad_fraction`, DataError
             in `skips.over_limit`) as soon as more than this fraction of the records is
             bad; None: no limit. Every image bad stops it too (training would wait for a
-            good one forever).
+            good one forever). From shards, the limit was checked before training on the
+            writer's counts.
         keep_bad_images: Keep the examples of bad images, with a black 1 x 1 image, so
             the outputs stay aligned with the records (e.g. a cache of per-example
             outputs for a pipeline that drops them); they are counted all the same.
+        input_pipelines: (count, index) of this worker's input pipeline: shards are
+            split between them by file (host arrays are left to tf.distribute).
 
     Raises:
         DataError: No example is left.
@@ -82,11 +103,18 @@ def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int
     if training and not repeat and num_examples < batch_size:
         raise ValueError(f"{num_examples} {what} examples make no full batch of {batch_size}; "
                          "lower batch_size or pass repeat=True")
-    ds = tf.data.Dataset.from_tensor_slices(dict(elements))
-    if training:
-        ds = ds.shuffle(shuffle_buffer or num_examples, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    from_shards = isinstance(elements, ShardSet)
+    if from_shards:
+        ds = shard_examples(elements, training=training, seed=seed,
+                            shuffle_buffer=shuffle_buffer, repeat=repeat,
+                            input_pipelines=input_pipelines)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(dict(elements))
+        if training:
+            ds = ds.shuffle(shuffle_buffer or num_examples, seed=seed,
+                            reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
     distinct: list[int] = []  # distinct image files, counted at the first bad one only
 
     def check_limits() -> None:
@@ -102,12 +130,13 @@ def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int
     reader = ImageReader(skips, check_limits)
 
     def read(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        image, ok = reader(element["path"])
+        image, ok = reader(element.pop("path"))
         return {**element, "image": image, "image_ok": ok}
 
-    ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
-    if not keep_bad_images:
-        ds = ds.filter(lambda element: element["image_ok"])
+    if not from_shards:  # shards hold only images their writer decoded
+        ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+        if not keep_bad_images:
+            ds = ds.filter(lambda element: element["image_ok"])
     if training:
         seeds = tf.data.Dataset.random(seed=None if seed is None else seed + 1,
                                        rerandomize_each_iteration=True)
@@ -122,4 +151,7 @@ def make_dataset(elements: Mapping[str, Any], parse: Parse, *, num_examples: int
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = seed is not None or not training
+    if from_shards:  # split by file above, per worker
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.OFF)
     return ds.with_options(options)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from conceptmask_tf.data.datasets.augment import Augmentation, crop, flip_left_right
-from conceptmask_tf.data.datasets.builder import check_positive, make_dataset
+from conceptmask_tf.data.datasets.builder import check_fields, check_positive, make_dataset
 from conceptmask_tf.data.images import resize_image
+from conceptmask_tf.data.shards import ShardSet
 from conceptmask_tf.data.skips import SkipCounter
 
 
@@ -56,32 +58,77 @@ def embedding_dataset(data_root: str, images: Sequence[str], targets: np.ndarray
         DataError: No usable image is left.
     """
     check_positive(image_size=image_size, batch_size=batch_size)
+    counter = skips if skips is not None else SkipCounter(source=data_root)
+    elements = embedding_elements(data_root, images, targets, tag_rows)
+    dataset = _pipeline(elements, len(images), image_size=image_size, batch_size=batch_size,
+                        training=training, seed=seed, flip=flip, scale_jitter=scale_jitter,
+                        max_bad_fraction=max_bad_fraction, skips=counter,
+                        shuffle_buffer=shuffle_buffer, repeat=repeat,
+                        with_tags=tag_rows is not None)
+    if skips is None:
+        counter.log()
+    return dataset
+
+
+def embedding_elements(data_root: str, images: Sequence[str], targets: np.ndarray,
+                       tag_rows: np.ndarray | None = None) -> dict[str, Any]:
+    """Stage 1's per-example host rows: "path", "target" float32 [N, D] and, with
+    `tag_rows`, "tags" int32 [N, T] (what `embedding_dataset` reads and
+    `shards.write_shards` writes).
+
+    Raises:
+        ValueError: `targets` or `tag_rows` is not aligned with `images`.
+    """
     targets = np.asarray(targets, dtype=np.float32)
     if targets.ndim != 2 or len(targets) != len(images):
         raise ValueError(f"targets must be [len(images)={len(images)}, D], got {targets.shape}")
+    elements: dict[str, Any] = {"path": [os.path.join(data_root, p) for p in images],
+                                "target": targets}
     if tag_rows is not None:
         tag_rows = np.asarray(tag_rows, dtype=np.int32)
         if tag_rows.ndim != 2 or len(tag_rows) != len(images):
             raise ValueError(f"tag_rows must be [len(images)={len(images)}, T], got "
                              f"{tag_rows.shape}")
-    augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
-    counter = skips if skips is not None else SkipCounter(source=data_root)
-    elements = {"path": [os.path.join(data_root, p) for p in images], "target": targets}
-    if tag_rows is not None:
         elements["tags"] = tag_rows
+    return elements
+
+
+def embedding_dataset_from_shards(shards: ShardSet, *, image_size: int, batch_size: int,
+                                  training: bool, skips: SkipCounter, with_tags: bool = False,
+                                  seed: int | None = None, flip: bool = True,
+                                  scale_jitter: float = 0.0,
+                                  max_bad_fraction: float | None = None,
+                                  shuffle_buffer: int | None = None, repeat: bool = False,
+                                  input_pipelines: tuple[int, int] = (1, 0)
+                                  ) -> tf.data.Dataset:
+    """`embedding_dataset` of the examples written to `shards` (`shards.write_shards` of
+    `embedding_elements`); `input_pipelines` splits the files between workers
+    (`make_dataset`).
+
+    Raises:
+        DataError: The shards hold another stage's examples, or no tags with `with_tags`.
+    """
+    check_positive(image_size=image_size, batch_size=batch_size)
+    check_fields(shards, "embedding", ["target"] + (["tags"] if with_tags else []))
+    return _pipeline(shards, shards.num_examples, image_size=image_size,
+                     batch_size=batch_size, training=training, seed=seed, flip=flip,
+                     scale_jitter=scale_jitter, max_bad_fraction=max_bad_fraction,
+                     skips=skips, shuffle_buffer=shuffle_buffer, repeat=repeat,
+                     with_tags=with_tags, input_pipelines=input_pipelines)
+
+
+def _pipeline(source: dict[str, Any] | ShardSet, num_examples: int, *, image_size: int,
+              with_tags: bool, flip: bool, scale_jitter: float, **options: Any
+              ) -> tf.data.Dataset:
+    augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
 
     def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
         view = augmentation.view(seed)
         image, _ = crop(element["image"], view.window)
         image = flip_left_right(resize_image(image, image_size), view.flip)  # [S, S, 3]
-        if "tags" in element:
+        if with_tags:
             return image, {"embedding": element["target"], "tags": element["tags"]}
         return image, element["target"]
 
-    dataset = make_dataset(elements, parse, num_examples=len(images), batch_size=batch_size,
-                           training=training, seed=seed, shuffle_buffer=shuffle_buffer,
-                           repeat=repeat, what="embedding", skips=counter,
-                           max_bad_fraction=max_bad_fraction)
-    if skips is None:
-        counter.log()
-    return dataset
+    return make_dataset(source, parse, num_examples=num_examples, what="embedding",
+                        **options)

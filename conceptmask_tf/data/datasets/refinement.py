@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from conceptmask_tf.data.box_geometry import clip_boxes
 from conceptmask_tf.data.datasets.augment import Augmentation, crop, crop_boxes, flip_left_right
-from conceptmask_tf.data.datasets.builder import check_positive, make_dataset
+from conceptmask_tf.data.datasets.builder import check_fields, check_positive, make_dataset
 from conceptmask_tf.data.images import resize_image
+from conceptmask_tf.data.shards import ShardSet
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import BoxedImage
 
@@ -122,11 +124,34 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
     """
     check_positive(image_size=image_size, mask_size=mask_size, max_concepts=max_concepts,
                    batch_size=batch_size, max_labels=max_labels)
-    augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
     counter = skips if skips is not None else SkipCounter(source=data_root)
-    rows = [row for row in (_image_row(image, concept_index, max_concepts, counter)
+    elements = refinement_elements(data_root, images, concept_index, max_concepts, counter,
+                                   image_labels)
+    dataset = _pipeline(elements, len(elements["path"]), image_size=image_size,
+                        mask_size=mask_size, max_concepts=max_concepts,
+                        with_labels=image_labels is not None, max_labels=max_labels,
+                        flip=flip, scale_jitter=scale_jitter, batch_size=batch_size,
+                        training=training, seed=seed, shuffle_buffer=shuffle_buffer,
+                        repeat=repeat, skips=counter, max_bad_fraction=max_bad_fraction)
+    if skips is None:
+        counter.log()
+    return dataset
+
+
+def refinement_elements(data_root: str, images: Sequence[BoxedImage],
+                        concept_index: Mapping[str, int], max_concepts: int,
+                        skips: SkipCounter,
+                        image_labels: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None
+                        ) -> dict[str, Any]:
+    """Stage 2's per-example host rows (what `refinement_dataset` reads and
+    `shards.write_shards` writes): "path", "concept_ids" int32 [N, None] (first-seen
+    order), "boxes" float32 [N, None, 4] (clipped), "box_slots" int32 [N, None] (each
+    box's index into its concept_ids) and, with `image_labels`, "label_ids" int32
+    [N, None] and "label_present" float32 [N, None]. Dropped boxes and images are counted
+    in `skips` (`max_concepts` only decides which images are counted as over it)."""
+    rows = [row for row in (_image_row(image, concept_index, max_concepts, skips)
                             for image in images) if row is not None]
-    elements = {
+    elements: dict[str, Any] = {
         "path": [os.path.join(data_root, row[0]) for row in rows],
         "concept_ids": _ragged([row[1] for row in rows], np.int32),
         "boxes": _ragged([row[2] for row in rows], np.float32),
@@ -137,6 +162,42 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
         labels = [image_labels.get(row[0], no_labels) for row in rows]
         elements["label_ids"] = _ragged([ids for ids, _ in labels], np.int32)
         elements["label_present"] = _ragged([present for _, present in labels], np.float32)
+    return elements
+
+
+def refinement_dataset_from_shards(shards: ShardSet, *, image_size: int, mask_size: int,
+                                   max_concepts: int, batch_size: int, training: bool,
+                                   skips: SkipCounter, with_labels: bool = False,
+                                   max_labels: int = 16, seed: int | None = None,
+                                   flip: bool = True, scale_jitter: float = 0.0,
+                                   max_bad_fraction: float | None = None,
+                                   shuffle_buffer: int | None = None, repeat: bool = False,
+                                   input_pipelines: tuple[int, int] = (1, 0)
+                                   ) -> tf.data.Dataset:
+    """`refinement_dataset` of the examples written to `shards` (`shards.write_shards` of
+    `refinement_elements`); `input_pipelines` splits the files between workers
+    (`make_dataset`).
+
+    Raises:
+        DataError: The shards hold another stage's examples, or no labels with
+            `with_labels`.
+    """
+    check_positive(image_size=image_size, mask_size=mask_size, max_concepts=max_concepts,
+                   batch_size=batch_size, max_labels=max_labels)
+    check_fields(shards, "refinement", ["concept_ids", "boxes", "box_slots"]
+                 + (["label_ids", "label_present"] if with_labels else []))
+    return _pipeline(shards, shards.num_examples, image_size=image_size, mask_size=mask_size,
+                     max_concepts=max_concepts, with_labels=with_labels,
+                     max_labels=max_labels, flip=flip, scale_jitter=scale_jitter,
+                     batch_size=batch_size, training=training, seed=seed,
+                     shuffle_buffer=shuffle_buffer, repeat=repeat, skips=skips,
+                     max_bad_fraction=max_bad_fraction, input_pipelines=input_pipelines)
+
+
+def _pipeline(source: dict[str, Any] | ShardSet, num_examples: int, *, image_size: int,
+              mask_size: int, max_concepts: int, with_labels: bool, max_labels: int,
+              flip: bool, scale_jitter: float, **options: Any) -> tf.data.Dataset:
+    augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
 
     def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
         view_seed = subset_seed = None
@@ -172,7 +233,7 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
             "concept_valid": tf.ensure_shape(tf.pad(tf.gather(valid, chosen), [[0, pad]]),
                                              [max_concepts]),
         }
-        if image_labels is not None:
+        if with_labels:
             label_ids, present = element["label_ids"], element["label_present"]  # [n_l]
             label_seed = (None if subset_seed is None
                           else tf.random.experimental.stateless_fold_in(subset_seed, 1))
@@ -180,13 +241,8 @@ def refinement_dataset(data_root: str, images: Sequence[BoxedImage],
                 label_ids, present, max_labels, label_seed)
         return features, targets
 
-    dataset = make_dataset(elements, parse, num_examples=len(rows), batch_size=batch_size,
-                           training=training, seed=seed, shuffle_buffer=shuffle_buffer,
-                           repeat=repeat, what="refinement", skips=counter,
-                           max_bad_fraction=max_bad_fraction)
-    if skips is None:
-        counter.log()
-    return dataset
+    return make_dataset(source, parse, num_examples=num_examples, what="refinement",
+                        **options)
 
 
 def _label_slots(label_ids: tf.Tensor, present: tf.Tensor, max_labels: int,

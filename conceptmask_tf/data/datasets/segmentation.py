@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -15,9 +16,10 @@ from conceptmask_tf.data.datasets.augment import (
     nearest_window_pixels,
     resample_window,
 )
-from conceptmask_tf.data.datasets.builder import check_positive, make_dataset
+from conceptmask_tf.data.datasets.builder import check_fields, check_positive, make_dataset
 from conceptmask_tf.data.datasets.rle import compressed_counts, sample_masks
 from conceptmask_tf.data.images import resize_image
+from conceptmask_tf.data.shards import ShardSet
 from conceptmask_tf.data.skips import Severity, SkipCounter, register_skip_reason
 from conceptmask_tf.data.types import MaskedImage
 
@@ -90,21 +92,68 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
         ValueError: `attention` does not have one row per usable example.
     """
     check_positive(image_size=image_size, batch_size=batch_size)
-    augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
     counter = skips if skips is not None else SkipCounter(source=data_root)
-    rows = [row for image in images for row in _mask_rows(image, concept_index, counter)]
-    elements = {
+    elements = segmentation_elements(data_root, images, concept_index, counter)
+    num_rows = len(elements["path"])
+    for scale, maps in enumerate(attention or ()):
+        if len(maps) != num_rows or np.ndim(maps) != 3:
+            raise ValueError(f"attention at scale {scale} must be [{num_rows}, h, w] (one "
+                             f"map per usable example), got shape {np.shape(maps)}")
+        elements[f"attention_{scale}"] = np.asarray(maps, dtype=np.float32)
+    dataset = _pipeline(elements, num_rows, image_size=image_size, flip=flip,
+                        scale_jitter=scale_jitter, batch_size=batch_size, training=training,
+                        seed=seed, shuffle_buffer=shuffle_buffer, repeat=repeat,
+                        skips=counter, max_bad_fraction=max_bad_fraction,
+                        keep_bad_images=keep_bad_images)
+    if skips is None:
+        counter.log()
+    return dataset
+
+
+def segmentation_elements(data_root: str, images: Sequence[MaskedImage],
+                          concept_index: Mapping[str, int] | None, skips: SkipCounter
+                          ) -> dict[str, Any]:
+    """Stage 3's per-example host rows, one per usable mask (what `segmentation_dataset`
+    reads and `shards.write_shards` writes): "path", "concept_id" int32 [N], "size" int32
+    [N, 2] (the record's height, width), "counts" and "ignore_counts" (compressed RLE
+    bytes; b"" for no crowd region). Dropped masks are counted in `skips`."""
+    rows = [row for image in images for row in _mask_rows(image, concept_index, skips)]
+    return {
         "path": [os.path.join(data_root, row[0]) for row in rows],
         "concept_id": np.array([row[1] for row in rows], dtype=np.int32),
         "size": np.array([row[2] for row in rows], dtype=np.int32).reshape(-1, 2),
         "counts": [row[3] for row in rows],
         "ignore_counts": [row[4] for row in rows],
     }
-    for scale, maps in enumerate(attention or ()):
-        if len(maps) != len(rows) or np.ndim(maps) != 3:
-            raise ValueError(f"attention at scale {scale} must be [{len(rows)}, h, w] (one "
-                             f"map per usable example), got shape {np.shape(maps)}")
-        elements[f"attention_{scale}"] = np.asarray(maps, dtype=np.float32)
+
+
+def segmentation_dataset_from_shards(shards: ShardSet, *, image_size: int, batch_size: int,
+                                     training: bool, skips: SkipCounter,
+                                     seed: int | None = None, flip: bool = True,
+                                     scale_jitter: float = 0.0,
+                                     max_bad_fraction: float | None = None,
+                                     shuffle_buffer: int | None = None, repeat: bool = False,
+                                     input_pipelines: tuple[int, int] = (1, 0)
+                                     ) -> tf.data.Dataset:
+    """`segmentation_dataset` (without cached attention) of the examples written to
+    `shards` (`shards.write_shards` of `segmentation_elements`); `input_pipelines` splits
+    the files between workers (`make_dataset`).
+
+    Raises:
+        DataError: The shards hold another stage's examples.
+    """
+    check_positive(image_size=image_size, batch_size=batch_size)
+    check_fields(shards, "segmentation",
+                 ["concept_id", "size", "counts", "ignore_counts"])
+    return _pipeline(shards, shards.num_examples, image_size=image_size, flip=flip,
+                     scale_jitter=scale_jitter, batch_size=batch_size, training=training,
+                     seed=seed, shuffle_buffer=shuffle_buffer, repeat=repeat, skips=skips,
+                     max_bad_fraction=max_bad_fraction, input_pipelines=input_pipelines)
+
+
+def _pipeline(source: dict[str, Any] | ShardSet, num_examples: int, *, image_size: int,
+              flip: bool, scale_jitter: float, **options: Any) -> tf.data.Dataset:
+    augmentation = Augmentation(flip=flip, scale_jitter=scale_jitter)
 
     def parse(element: dict[str, tf.Tensor], seed: tf.Tensor | None):
         view = augmentation.view(seed)
@@ -130,14 +179,8 @@ def segmentation_dataset(data_root: str, images: Sequence[MaskedImage],
         masks = tf.cast(masks, tf.float32)
         return features, {"mask": masks[..., 0:1], "mask_weight": 1.0 - masks[..., 1:2]}
 
-    dataset = make_dataset(elements, parse, num_examples=len(rows), batch_size=batch_size,
-                           training=training, seed=seed, shuffle_buffer=shuffle_buffer,
-                           repeat=repeat, what="segmentation", skips=counter,
-                           max_bad_fraction=max_bad_fraction, keep_bad_images=keep_bad_images,
-                           finish_batch=finish_batch)
-    if skips is None:
-        counter.log()
-    return dataset
+    return make_dataset(source, parse, num_examples=num_examples, what="segmentation",
+                        finish_batch=finish_batch, **options)
 
 
 def _mask_rows(image: MaskedImage, concept_index: Mapping[str, int] | None,
