@@ -21,9 +21,11 @@ to a shared machine). Growth from the smallest to the largest N extrapolates to 
         [--pool 64] [--pool_side 480] [--batches 40] --out /tmp/data_scale.json
 
 With --source shards the manifest's examples are first written to sharded TFRecords
-(`conceptmask_tf.data.shards.write_shards`, --num_shards files, --writer_threads at once;
-in a fresh process: examples/s, MB/s and the writer's peak memory), and the run reads
-them (`embedding_dataset_from_shards`): "annotations" is then loading the shard index.
+(`conceptmask_tf.data.shards.write_shards`, --num_shards files, --writer_threads at once,
+each image read and decoded once and bad ones left out, counted; in a fresh process:
+examples/s, MB/s and the writer's peak memory), and the run reads them
+(`embedding_dataset_from_shards`, images decoded in the graph): "annotations" is then
+loading the shard index.
 
 The pool is --pool JPEG files of --pool_side x 4/3 --pool_side pixels (smooth random
 images, quality 90), written once under --work_dir.

@@ -301,6 +301,7 @@ def shard_examples(shard_set: ShardSet, *, training: bool, seed: int | None,
 
     Raises:
         ValueError: Fewer files than input pipelines, or a bad `input_pipelines`.
+        DataError: This pipeline's files hold no example.
     """
     count, index = input_pipelines
     if count < 1 or not 0 <= index < count:
@@ -312,6 +313,10 @@ def shard_examples(shard_set: ShardSet, *, training: bool, seed: int | None,
                          "(several per worker) with conceptmask-shards --num_shards")
     paths = shard_set.paths[index::count]
     examples = sum(shard_set.counts[index::count])
+    if not examples:  # a repeated pipeline would wait forever
+        raise DataError(f"the shard files of input pipeline {index} of {count} hold no "
+                        "example (their images were all bad): write fewer, larger shards",
+                        shard_set.directory)
     ds = tf.data.Dataset.from_tensor_slices(paths)
     if training:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)

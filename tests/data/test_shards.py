@@ -330,3 +330,25 @@ def test_shards_are_written_and_read_on_a_non_local_filesystem(root):
         assert written.directory == directory
     finally:
         files.rmtree(os.path.dirname(directory), ignore_errors=True)
+
+
+def test_a_worker_whose_files_hold_no_example_is_told_so(root, tmp_path):
+    data = tmp_path / "data"
+    os.makedirs(data / "images")
+    for i in range(4):  # images 4-6 are missing: the second file gets no example
+        with open(os.path.join(root, _image(i)), "rb") as src, open(data / _image(i),
+                                                                    "wb") as dst:
+            dst.write(src.read())
+    paths, targets, _ = _embedding(root)
+    written = _write(embedding_elements(str(data), paths[:6], targets[:6]), tmp_path / "e",
+                     stage="embedding", num_shards=2)
+    assert written.counts == (3, 1)
+    written = _write(embedding_elements(str(data), paths[:4] + paths[5:7],
+                                        targets[:6]), tmp_path / "f", stage="embedding",
+                     num_shards=3)
+    assert written.counts == (2, 2, 0)
+    assert len(list(shard_examples(written, training=True, seed=0, shuffle_buffer=2,
+                                   repeat=False, input_pipelines=(2, 0)))) == 2
+    with pytest.raises(DataError, match="input pipeline 2 of 3 hold no example"):
+        shard_examples(written, training=True, seed=0, shuffle_buffer=2, repeat=True,
+                       input_pipelines=(3, 2))

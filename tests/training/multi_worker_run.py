@@ -1,9 +1,12 @@
 """Child process of test_multi_worker.py: stage 1 on one worker of a cluster, or the references.
 
-Usage: python -m tests.training.multi_worker_run MODE '<World as JSON>' OUT_DIR
+Usage: python -m tests.training.multi_worker_run MODE '<World as JSON>' OUT_DIR [SHARDS]
   MODE "worker": one worker of the cluster in TF_CONFIG (--distribution_strategy
       multi_worker), model dir <work>/multi_worker (the chief's; the others write into
       their `worker_model_dir`).
+  MODE "shards_worker": the same from the stage-1 shards in SHARDS (model dir
+      <work>/multi_worker_shards); also prints the shard files this worker's input
+      pipeline read.
   MODE "reference": the same run on one device (model dir <work>/mw_single) and mirrored
       over two logical CPU devices (<work>/mw_mirrored), the multi-worker split in one
       process.
@@ -72,7 +75,29 @@ def _run(world: World, name: str, strategy: str, out_dir: str, key: str) -> dict
             "replicas": runtime["num_replicas"], "jit_compile": result.config.jit_compile}
 
 
-def main(mode: str, world: World, out_dir: str) -> dict:
+def _run_from_shards(world: World, shards: str) -> dict:
+    from conceptmask_tf.data.datasets import builder
+
+    read = []
+    original = builder.shard_examples
+
+    def recording(shard_set, **kwargs):
+        count, index = kwargs["input_pipelines"]
+        read.append(shard_set.files[index::count])
+        return original(shard_set, **kwargs)
+
+    builder.shard_examples = recording
+    config = tiny_config(EmbeddingConfig, world, "multi_worker_shards", shards=shards,
+                         distribution_strategy="multi_worker", epochs=1, steps=3,
+                         summary_images=0, keep_checkpoints=0)
+    result = embedding.train(config)
+    return {"files": read, "steps": result.steps, "loss": result.history["loss"]}
+
+
+def main(mode: str, world: World, out_dir: str, shards: str = "") -> dict:
+    if mode == "shards_worker":
+        key = f"worker{json.loads(os.environ['TF_CONFIG'])['task']['index']}"
+        return {key: _run_from_shards(world, shards)}
     if mode == "worker":
         key = f"worker{json.loads(os.environ['TF_CONFIG'])['task']['index']}"
         return {key: _run(world, "multi_worker", "multi_worker", out_dir, key)}
@@ -81,4 +106,4 @@ def main(mode: str, world: World, out_dir: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], World(**json.loads(sys.argv[2])), sys.argv[3])))
+    print(json.dumps(main(sys.argv[1], World(**json.loads(sys.argv[2])), *sys.argv[3:])))

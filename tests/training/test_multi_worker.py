@@ -26,6 +26,7 @@ import tensorflow as tf
 from keras.src.backend.tensorflow import trainer as tf_trainer
 
 from conceptmask_tf.training import distribute_compat
+from conceptmask_tf.training.config import EmbeddingConfig
 from conceptmask_tf.training.strategy import create_strategy, worker_model_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -119,6 +120,34 @@ def test_two_workers_train_stage1_like_one_process(world, tmp_path):
     np.testing.assert_allclose(chief["losses"], results["mirrored"]["losses"], rtol=1e-5)
     np.testing.assert_allclose(chief["history"]["loss"], results["single"]["history"]["loss"],
                                rtol=0.1)
+
+
+@pytest.mark.slow
+def test_two_workers_train_from_shards_reading_disjoint_files(world, tmp_path):
+    from conceptmask_tf.training.shard_writer import write_stage_shards
+    from tests.trained_world import tiny_config
+
+    shards = write_stage_shards(tiny_config(EmbeddingConfig, world, "unused"),
+                                str(tmp_path / "shards"), num_shards=4,
+                                show_progress=False).shards
+    runner = [sys.executable, "-m", "tests.training.multi_worker_run", "shards_worker",
+              json.dumps(dataclasses.asdict(world)), str(tmp_path), shards.directory]
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    base_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    commands = {}
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        commands[f"worker{index}"] = (runner, {**base_env, "TF_CONFIG": json.dumps(tf_config)})
+    results = {}
+    for name, child in _run_children(commands).items():
+        assert child.returncode == 0, f"{name}:\n{child.stderr[-4000:]}"
+        results.update(json.loads(child.stdout.strip().splitlines()[-1]))
+    read = [results[f"worker{i}"]["files"] for i in range(2)]
+    assert read[0] == [list(shards.files[0::2])] and read[1] == [list(shards.files[1::2])]
+    for run in results.values():
+        assert run["steps"] == 3
+    np.testing.assert_allclose(results["worker1"]["loss"], results["worker0"]["loss"],
+                               rtol=1e-6)  # one model, trained on both workers' batches
 
 
 def _seeded_fit_losses(strategy: tf.distribute.Strategy | None) -> list[float]:
