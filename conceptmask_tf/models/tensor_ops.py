@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -30,8 +31,34 @@ def concepts_to_channels(x):
 
 
 def resize(images: tf.Tensor, size) -> tf.Tensor:
-    """Bilinear resize of [N, h, w, C] to size (H, W), no antialiasing (converts to TFLite)."""
-    return tf.image.resize(images, size, method="bilinear", antialias=False)
+    """Bilinear resize of [N, h, w, C] to size (H, W), no antialiasing (converts to TFLite).
+
+    Keeps the input's dtype (`tf.image.resize` gives float32; mixed precision needs
+    float16 / bfloat16 back; a no-op for float32).
+    """
+    return tf.cast(tf.image.resize(images, size, method="bilinear", antialias=False),
+                   images.dtype)
+
+
+def area_resize(images: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """`tf.image.resize(method="area")` of [N, h, w, C] with static h, w, as two matrix
+    products (XLA has no kernel for ResizeArea); keeps the input's dtype.
+
+    Output cell i averages the input cells its interval [i h / H, (i + 1) h / H) covers,
+    each weighted by the length it covers.
+    """
+    rows = _area_weights(images.shape[1], size[0])  # [H, h]
+    cols = _area_weights(images.shape[2], size[1])  # [W, w]
+    return tf.einsum("ys,bstc,xt->byxc", tf.constant(rows, images.dtype), images,
+                     tf.constant(cols, images.dtype))
+
+
+def _area_weights(source: int, target: int) -> np.ndarray:
+    edges = np.arange(target + 1) * source / target
+    cells = np.arange(source)
+    overlap = np.clip(np.minimum(edges[1:, None], cells + 1)
+                      - np.maximum(edges[:-1, None], cells), 0.0, None)  # [target, source]
+    return overlap / overlap.sum(axis=1, keepdims=True)
 
 
 def fold_concepts(x: tf.Tensor) -> tf.Tensor:

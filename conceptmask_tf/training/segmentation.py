@@ -55,6 +55,7 @@ from conceptmask_tf.errors import DataError
 from conceptmask_tf.losses import MaskLoss
 from conceptmask_tf.models import RefinementModel, SegmentationModel, stage_files
 from conceptmask_tf.models.multi_scale_attention import MultiScaleAttention
+from conceptmask_tf.models.tensor_ops import area_resize
 from conceptmask_tf.training import fit
 from conceptmask_tf.training.config import SegmentationConfig, TrainingConfig
 from conceptmask_tf.training.stage import BuiltStage, ShardExamples, Stage
@@ -142,10 +143,11 @@ class SegmentationTrainer(keras.Model):
         guided = ops.cast(draws[:, 0] < self.guided_attention_rate, "float32")
         weight = ops.reshape(guided * draws[:, 1], (-1, 1, 1, 1))  # [B, 1, 1, 1]
         blended = []
-        for attention in maps:
-            coarse = tf.image.resize(mask, attention.shape[2:], method="area")  # [B, h, w, 1]
+        for attention in maps:  # under mixed precision, in the maps' dtype
+            coarse = area_resize(ops.cast(mask, attention.dtype), attention.shape[2:])
             coarse = ops.transpose(coarse, (0, 3, 1, 2))  # [B, 1, h, w]
-            blended.append(weight * coarse + (1.0 - weight) * attention)
+            mixed = ops.cast(weight, attention.dtype)
+            blended.append(mixed * coarse + (1.0 - mixed) * attention)
         return blended
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

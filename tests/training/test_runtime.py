@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from conceptmask_tf.training import embedding, fit, refinement
-from conceptmask_tf.training.config import EmbeddingConfig, RefinementConfig
+from conceptmask_tf.training import embedding, fit, refinement, segmentation
+from conceptmask_tf.training.config import EmbeddingConfig, RefinementConfig, SegmentationConfig
 from conceptmask_tf.training.strategy import (
     create_strategy,
     precision_policy,
@@ -56,6 +56,41 @@ def test_mixed_precision_trains_in_bfloat16_and_restores_the_policy(world):
     assert np.isfinite(result.history["loss"]).all()
     assert result.history["loss"][-1] < result.history["loss"][0]
     assert keras.config.dtype_policy().name == "float32"
+
+
+@pytest.mark.slow
+def test_stage3_with_guided_attention_trains_under_xla_and_under_mixed_precision(
+        world, stage2):
+    # Found by benchmarks/gpu_training.py: the area resize of the guide masks had no XLA
+    # kernel, and float32 masks and resizes met bfloat16 maps under mixed precision.
+    for name, settings in (("xla3", {"jit_compile": True}),
+                           ("mixed3", {"mixed_precision": True})):
+        result = segmentation.train(tiny_config(
+            SegmentationConfig, world, name, guided_attention_rate=0.5, epochs=1, steps=2,
+            summary_images=0, keep_checkpoints=0, **settings))
+        assert np.isfinite(result.history["loss"]).all(), name
+    assert result.model.get_layer("decoder0").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_area_resize_equals_tensorflows_and_compiles_with_xla():
+    import tensorflow as tf
+
+    from conceptmask_tf.models.tensor_ops import area_resize
+
+    images = np.random.default_rng(0).uniform(size=(2, 32, 24, 1)).astype(np.float32)
+    for size in ((16, 12), (12, 10), (7, 5), (40, 30)):  # down, uneven, up
+        np.testing.assert_allclose(area_resize(tf.constant(images), size),
+                                   tf.image.resize(images, size, method="area"), atol=1e-5)
+    compiled = tf.function(lambda x: area_resize(x, (12, 10)), jit_compile=True)
+    np.testing.assert_allclose(compiled(tf.constant(images)),
+                               tf.image.resize(images, (12, 10), method="area"), atol=1e-5)
+    assert area_resize(tf.constant(images, tf.bfloat16), (8, 6)).dtype == tf.bfloat16
+    # [[1, 2, 3], [4, 5, 6]] to 1 x 2 by hand: each output covers 1.5 columns of both
+    # rows: (1 + 2 / 2 + 4 + 5 / 2) / 3 = 17 / 6 and (2 / 2 + 3 + 5 / 2 + 6) / 3 = 25 / 6.
+    small = tf.constant([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])[None, :, :, None]
+    np.testing.assert_allclose(area_resize(small, (1, 2))[0, :, :, 0], [[17 / 6, 25 / 6]],
+                               rtol=1e-6)
 
 
 def test_cosine_schedule_decays_from_the_learning_rate_to_zero_over_the_run():
