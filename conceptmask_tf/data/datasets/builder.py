@@ -104,7 +104,7 @@ def make_dataset(elements: Mapping[str, Any] | ShardSet, parse: Parse, *, num_ex
         raise ValueError(f"{num_examples} {what} examples make no full batch of {batch_size}; "
                          "lower batch_size or pass repeat=True")
     from_shards = isinstance(elements, ShardSet)
-    if from_shards:
+    if from_shards:  # their writer decoded each image and left bad ones out, counted
         ds = shard_examples(elements, training=training, seed=seed,
                             shuffle_buffer=shuffle_buffer, repeat=repeat,
                             input_pipelines=input_pipelines)
@@ -115,28 +115,8 @@ def make_dataset(elements: Mapping[str, Any] | ShardSet, parse: Parse, *, num_ex
                             reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-    distinct: list[int] = []  # distinct image files, counted at the first bad one only
-
-    def check_limits() -> None:
-        if max_bad_fraction is not None:
-            skips.check_bad_fraction(num_examples, max_bad_fraction)
-        if not distinct:  # a pass over the paths, kept off start-up
-            distinct.append(len(set(np.asarray(elements["path"]).tolist())))
-        if len(reader.bad_files) >= distinct[0]:
-            skips.over_limit = DataError(f"no usable {what} image: every image file is bad. "
-                                         f"{skips.report()}".strip())
-            raise skips.over_limit
-
-    reader = ImageReader(skips, check_limits)
-
-    def read(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        image, ok = reader(element.pop("path"))
-        return {**element, "image": image, "image_ok": ok}
-
-    if not from_shards:  # shards hold only images their writer decoded
-        ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
-        if not keep_bad_images:
-            ds = ds.filter(lambda element: element["image_ok"])
+        ds = _read_images(ds, elements["path"], num_examples, what=what, skips=skips,
+                          max_bad_fraction=max_bad_fraction, keep_bad_images=keep_bad_images)
     if training:
         seeds = tf.data.Dataset.random(seed=None if seed is None else seed + 1,
                                        rerandomize_each_iteration=True)
@@ -155,3 +135,32 @@ def make_dataset(elements: Mapping[str, Any] | ShardSet, parse: Parse, *, num_ex
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.OFF)
     return ds.with_options(options)
+
+
+def _read_images(ds: tf.data.Dataset, paths: Any, num_examples: int, *, what: str,
+                 skips: SkipCounter, max_bad_fraction: float | None,
+                 keep_bad_images: bool) -> tf.data.Dataset:
+    """Replaces each element's "path" by its checked "image" (`ImageReader`), dropping
+    bad ones unless `keep_bad_images`; enforces the limits of `make_dataset`."""
+    distinct: list[int] = []  # distinct image files, counted at the first bad one only
+
+    def check_limits() -> None:
+        if max_bad_fraction is not None:
+            skips.check_bad_fraction(num_examples, max_bad_fraction)
+        if not distinct:  # a pass over the paths, kept off start-up
+            distinct.append(len(set(np.asarray(paths).tolist())))
+        if len(reader.bad_files) >= distinct[0]:
+            skips.over_limit = DataError(f"no usable {what} image: every image file is bad. "
+                                         f"{skips.report()}".strip())
+            raise skips.over_limit
+
+    reader = ImageReader(skips, check_limits)
+
+    def read(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        image, ok = reader(element.pop("path"))
+        return {**element, "image": image, "image_ok": ok}
+
+    ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    if not keep_bad_images:
+        ds = ds.filter(lambda element: element["image_ok"])
+    return ds
