@@ -233,7 +233,6 @@ def write_shards(directory: str, elements: Mapping[str, Any], *, stage: str,
             "fields": {n: {"dtype": s.dtype, "shape": list(s.shape)} for n, s in specs.items()},
             "order": _fingerprint(paths, order)}
     _start_plan(directory, plan, overwrite)
-    images = _CheckedImages()
     with progress.bar(show_progress, num, f"writing {stage} shards", "example") as bar:
         def write(shard: int) -> dict[str, Any]:
             path = os.path.join(directory, names[shard])
@@ -245,7 +244,7 @@ def write_shards(directory: str, elements: Mapping[str, Any], *, stage: str,
             count, bad = 0, {}
             with tf.io.TFRecordWriter(temp) as writer:
                 for i in order[bounds[shard]:bounds[shard + 1]]:
-                    data, problem = images(paths[i])
+                    data, problem = _checked_image(paths[i])
                     if problem:
                         bad[paths[i]] = problem
                     else:
@@ -381,19 +380,17 @@ class _RowReader:
         return self.values[i]
 
 
-class _CheckedImages:
-    """Reads and checks image files for the writer: (bytes, "") or (b"", the skip reason)."""
-
-    def __call__(self, path: str) -> tuple[bytes, str]:
-        try:
-            with files.open_file(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return b"", MISSING
-        except OSError:
-            return b"", UNREADABLE
-        _, reason = image_bytes_problem(data)
-        return (b"", reason) if reason else (data, "")
+def _checked_image(path: str) -> tuple[bytes, str]:
+    """The writer's read of an image file: (bytes, "") or (b"", the skip reason)."""
+    try:
+        with files.open_file(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return b"", MISSING
+    except OSError:
+        return b"", UNREADABLE
+    _, reason = image_bytes_problem(data)
+    return (b"", reason) if reason else (data, "")
 
 
 def _example(path: str, data: bytes, row: Mapping[str, Any]) -> bytes:
